@@ -1,0 +1,48 @@
+//! Command-line interface: `tessera <model> <verb>`.
+
+mod bert4rec;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tessera",
+    version,
+    about = "Representation-learning models in Rust: train, evaluate, embed, recommend.",
+    long_about = "Representation-learning models in Rust: train, evaluate, embed, recommend.\n\n\
+Every training command takes --config FILE.toml; flags given on the command line override the file, \
+and the file overrides the paper's defaults. Runs write the resolved config, JSONL metrics and \
+safetensors checkpoints to their --run-dir."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub model: ModelCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCommand {
+    /// BERT4Rec: sequential recommendation with a bidirectional Transformer (Sun et al., 2019).
+    #[command(subcommand)]
+    Bert4rec(bert4rec::Command),
+}
+
+/// Options every command shares.
+#[derive(Args, Debug, Clone)]
+pub struct Common {
+    /// Worker threads for the CPU backend and data work [default: all cores].
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    /// Compute device: cpu (burn flex), wgpu or cuda (when compiled with that feature).
+    #[arg(long, default_value = "cpu", global = true)]
+    pub device: String,
+    /// Print machine-readable JSON on stdout instead of tables (and no progress bars).
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.model {
+        ModelCommand::Bert4rec(cmd) => bert4rec::run(cmd),
+    }
+}

@@ -1,0 +1,111 @@
+//! Multi-head scaled dot-product attention with a key-padding mask.
+//!
+//! Queries and keys/values may come from different streams, so the same block serves
+//! self-attention (BERT, ViT) and co-attention (ViLBERT's Co-TRM).
+
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::tensor::activation::softmax;
+use burn::tensor::{Bool, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+/// Score given to padded keys before the softmax. Finite so that a fully padded row gives a
+/// uniform distribution instead of NaN.
+const MASKED_SCORE: f32 = -1.0e9;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttentionConfig {
+    pub hidden: usize,
+    pub heads: usize,
+    /// Dropout on the attention probabilities (BERT's `attention_probs_dropout_prob`).
+    pub dropout: f64,
+    /// Standard deviation of the normal initialisation of the projections (BERT: 0.02).
+    pub init_std: f64,
+}
+
+/// Parameter names mirror Hugging Face's BERT (`query`, `key`, `value`; the output projection is
+/// `output` here and renamed `attention.output.dense` by checkpoints).
+#[derive(Module, Debug)]
+pub struct MultiHeadAttention {
+    pub query: Linear,
+    pub key: Linear,
+    pub value: Linear,
+    pub output: Linear,
+    pub dropout: Dropout,
+    pub heads: usize,
+}
+
+impl AttentionConfig {
+    pub fn init(&self, device: &Device) -> MultiHeadAttention {
+        assert!(
+            self.hidden % self.heads == 0,
+            "hidden size {} is not divisible by {} heads",
+            self.hidden,
+            self.heads
+        );
+        let lin = || {
+            LinearConfig::new(self.hidden, self.hidden)
+                .with_initializer(normal_init(self.init_std))
+                .init(device)
+        };
+        MultiHeadAttention {
+            query: lin(),
+            key: lin(),
+            value: lin(),
+            output: lin(),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            heads: self.heads,
+        }
+    }
+}
+
+impl MultiHeadAttention {
+    /// `queries` [B, Lq, D] attend over `context` [B, Lk, D]. `key_padding` [B, Lk] is true where
+    /// a key is padding and must receive no attention. Returns [B, Lq, D] and, when asked, the
+    /// attention probabilities [B, H, Lq, Lk] (before dropout).
+    pub fn forward_with_probs(
+        &self,
+        queries: Tensor<3>,
+        context: Tensor<3>,
+        key_padding: Option<Tensor<2, Bool>>,
+        want_probs: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let [b, lq, d] = queries.dims();
+        let lk = context.dims()[1];
+        let h = self.heads;
+        let dh = d / h;
+        let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
+        let q = split(self.query.forward(queries), lq);
+        let k = split(self.key.forward(context.clone()), lk);
+        let v = split(self.value.forward(context), lk);
+
+        let mut scores = q
+            .matmul(k.swap_dims(2, 3))
+            .mul_scalar(1.0 / (dh as f64).sqrt());
+        if let Some(pad) = key_padding {
+            // An additive bias broadcast over heads and queries: cheaper than expanding a mask.
+            let bias = pad.float().mul_scalar(MASKED_SCORE).reshape([b, 1, 1, lk]);
+            scores = scores + bias;
+        }
+        let probs = softmax(scores, 3);
+        let kept = want_probs.then(|| probs.clone());
+        let ctx = self.dropout.forward(probs).matmul(v);
+        let ctx = ctx.swap_dims(1, 2).reshape([b, lq, d]);
+        (self.output.forward(ctx), kept)
+    }
+
+    pub fn forward(
+        &self,
+        queries: Tensor<3>,
+        context: Tensor<3>,
+        key_padding: Option<Tensor<2, Bool>>,
+    ) -> Tensor<3> {
+        self.forward_with_probs(queries, context, key_padding, false)
+            .0
+    }
+}
+
+/// BERT's initialisation: weights from N(0, std^2).
+pub fn normal_init(std: f64) -> Initializer {
+    Initializer::Normal { mean: 0.0, std }
+}

@@ -1,0 +1,279 @@
+//! Safetensors checkpoints with Hugging Face parameter names.
+//!
+//! Parameters are collected by walking the module. burn's `Linear` stores its weight as
+//! [in, out]; checkpoints store [out, in] as PyTorch does, and LayerNorm's `gamma`/`beta` become
+//! `weight`/`bias`, so files read the same as the published ones. A model passes a list of path
+//! renames (first match wins) to finish the mapping to its Hugging Face names.
+//!
+//! Files are written to a temporary sibling and renamed, so a crash never leaves a half-written
+//! checkpoint.
+
+use super::run::write_atomic;
+use anyhow::{anyhow, bail, Context, Result};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
+use burn::tensor::{Device, Tensor, TensorData};
+use safetensors::tensor::{Dtype, TensorView};
+use safetensors::SafeTensors;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+/// Rename a parameter path with the first matching (from, to) substring rule.
+pub fn rename(path: &str, renames: &[(&str, &str)]) -> String {
+    let dotted = format!(".{path}.");
+    for (from, to) in renames {
+        if dotted.contains(from) {
+            let r = dotted.replacen(from, to, 1);
+            return r[1..r.len() - 1].to_string();
+        }
+    }
+    path.to_string()
+}
+
+/// The checkpoint name of the parameter at `path` inside a container of type `container`
+/// (burn's derive reports `Struct:Name`), and whether its layout is transposed.
+fn storage_name(path: &[String], container: &str, renames: &[(&str, &str)]) -> (String, bool) {
+    let mut parts: Vec<String> = path.to_vec();
+    let mut transpose = false;
+    if let Some(last) = parts.last_mut() {
+        match (container, last.as_str()) {
+            ("Struct:LayerNorm", "gamma") => *last = "weight".into(),
+            ("Struct:LayerNorm", "beta") => *last = "bias".into(),
+            ("Struct:Linear", "weight") => transpose = true,
+            _ => {}
+        }
+    }
+    (rename(&parts.join("."), renames), transpose)
+}
+
+struct Collector<'a> {
+    path: Vec<String>,
+    containers: Vec<String>,
+    renames: &'a [(&'a str, &'a str)],
+    out: Vec<(String, TensorData)>,
+}
+
+impl ModuleVisitor for Collector<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let container = self.containers.last().cloned().unwrap_or_default();
+        let (name, transpose) = storage_name(&self.path, &container, self.renames);
+        let t = param.val();
+        let data = if transpose && D == 2 {
+            t.transpose().into_data()
+        } else {
+            t.into_data()
+        };
+        self.out.push((name, data));
+    }
+}
+
+/// Every float parameter of `module` under its checkpoint name, in storage layout.
+pub fn named_tensors<M: Module>(module: &M, renames: &[(&str, &str)]) -> Vec<(String, TensorData)> {
+    let mut c = Collector {
+        path: vec![],
+        containers: vec![],
+        renames,
+        out: vec![],
+    };
+    module.visit(&mut c);
+    c.out
+}
+
+struct Loader<'a> {
+    path: Vec<String>,
+    containers: Vec<String>,
+    renames: &'a [(&'a str, &'a str)],
+    tensors: &'a BTreeMap<String, TensorData>,
+    device: &'a Device,
+    used: Vec<String>,
+    errors: Vec<String>,
+}
+
+impl ModuleMapper for Loader<'_> {
+    fn enter_module(&mut self, name: &str, container_type: &str) {
+        self.path.push(name.to_string());
+        self.containers.push(container_type.to_string());
+    }
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.path.pop();
+        self.containers.pop();
+    }
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let container = self.containers.last().cloned().unwrap_or_default();
+        let (name, transpose) = storage_name(&self.path, &container, self.renames);
+        let Some(data) = self.tensors.get(&name) else {
+            self.errors.push(format!("missing tensor `{name}`"));
+            return param;
+        };
+        let (id, tensor, mapper) = param.consume();
+        let expected: Vec<usize> = if transpose && D == 2 {
+            let d = tensor.dims();
+            vec![d[1], d[0]]
+        } else {
+            tensor.dims().to_vec()
+        };
+        if data.shape().as_slice() != expected.as_slice() {
+            self.errors.push(format!(
+                "tensor `{name}` has shape {:?}, the model expects {:?}",
+                data.shape(),
+                expected
+            ));
+            return Param::from_mapped_value(id, tensor, mapper);
+        }
+        self.used.push(name);
+        let require_grad = tensor.is_require_grad();
+        let dev = if tensor.device().is_autodiff() {
+            self.device.clone().autodiff()
+        } else {
+            self.device.clone()
+        };
+        let mut loaded: Tensor<D> = Tensor::from_data(data.clone(), &dev);
+        if transpose && D == 2 {
+            loaded = loaded.swap_dims(0, 1);
+        }
+        if require_grad {
+            loaded = loaded.require_grad();
+        }
+        Param::from_mapped_value(id, loaded, mapper)
+    }
+}
+
+/// Replace every parameter of `module` by the tensor of the same checkpoint name. Fails, listing
+/// every problem, when a tensor is missing or its shape does not fit.
+pub fn load_named<M: Module>(
+    module: M,
+    tensors: &BTreeMap<String, TensorData>,
+    renames: &[(&str, &str)],
+    device: &Device,
+    source: &Path,
+) -> Result<M> {
+    let mut l = Loader {
+        path: vec![],
+        containers: vec![],
+        renames,
+        tensors,
+        device,
+        used: vec![],
+        errors: vec![],
+    };
+    let module = module.map(&mut l);
+    if !l.errors.is_empty() {
+        bail!(
+            "checkpoint {} does not fit the model:\n  {}",
+            source.display(),
+            l.errors.join("\n  ")
+        );
+    }
+    Ok(module)
+}
+
+/// Serialise f32 tensors and string metadata to safetensors bytes.
+pub fn to_safetensors_bytes(
+    tensors: &[(String, TensorData)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut bufs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(tensors.len());
+    for (name, data) in tensors {
+        let values: Vec<f32> = data
+            .clone()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow!("tensor `{name}`: {e:?}"))?;
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        bufs.push((name.clone(), data.shape().to_vec(), bytes));
+    }
+    let views: Vec<(String, TensorView<'_>)> = bufs
+        .iter()
+        .map(|(n, s, b)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| anyhow!("tensor `{n}`: {e:?}"))
+        })
+        .collect::<Result<_>>()?;
+    safetensors::serialize(views, Some(metadata)).map_err(|e| anyhow!("safetensors: {e:?}"))
+}
+
+/// Write tensors and metadata to `path` atomically.
+pub fn save_safetensors(
+    path: &Path,
+    tensors: &[(String, TensorData)],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    write_atomic(path, &to_safetensors_bytes(tensors, metadata)?)
+}
+
+/// Read every tensor (F32, F16, BF16, F64 or integer, converted to f32) and the metadata.
+pub fn load_safetensors(
+    path: &Path,
+) -> Result<(BTreeMap<String, TensorData>, HashMap<String, String>)> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (_, meta) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow!("{}: not a safetensors file: {e:?}", path.display()))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| anyhow!("{}: not a safetensors file: {e:?}", path.display()))?;
+    let mut out = BTreeMap::new();
+    for (name, view) in st.tensors() {
+        let raw = view.data();
+        let values: Vec<f32> = match view.dtype() {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::F64 => raw
+                .chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| half_to_f32(u16::from_le_bytes([c[0], c[1]])))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| f32::from_bits((u16::from_le_bytes([c[0], c[1]]) as u32) << 16))
+                .collect(),
+            Dtype::I64 => raw
+                .chunks_exact(8)
+                .map(|c| i64::from_le_bytes(c.try_into().expect("8 bytes")) as f32)
+                .collect(),
+            Dtype::I32 => raw
+                .chunks_exact(4)
+                .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32)
+                .collect(),
+            other => bail!(
+                "{}: tensor `{name}` has unsupported dtype {other:?}",
+                path.display()
+            ),
+        };
+        out.insert(name, TensorData::new(values, view.shape().to_vec()));
+    }
+    Ok((out, meta.metadata().clone().unwrap_or_default()))
+}
+
+fn half_to_f32(h: u16) -> f32 {
+    let sign = ((h >> 15) as u32) << 31;
+    let exp = ((h >> 10) & 0x1f) as u32;
+    let frac = (h & 0x3ff) as u32;
+    let bits = match (exp, frac) {
+        (0, 0) => sign,
+        (0, f) => {
+            // subnormal: renormalise
+            let mut e = 127 - 15 + 1;
+            let mut f = f;
+            while f & 0x400 == 0 {
+                f <<= 1;
+                e -= 1;
+            }
+            sign | ((e as u32) << 23) | ((f & 0x3ff) << 13)
+        }
+        (0x1f, f) => sign | 0x7f80_0000 | (f << 13),
+        (e, f) => sign | ((e + 127 - 15) << 23) | (f << 13),
+    };
+    f32::from_bits(bits)
+}

@@ -1,0 +1,140 @@
+//! Transformer encoder layers in both placements of LayerNorm:
+//! post-norm (BERT: `A = LN(H + Drop(MH(H)))`, `H' = LN(A + Drop(FFN(A)))`) and
+//! pre-norm (ViT: `z' = MSA(LN(z)) + z`, `z = MLP(LN(z')) + z'`). The feed-forward uses GELU.
+
+use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
+use burn::module::Module;
+use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Bool, Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum NormPlacement {
+    /// LayerNorm after each residual sum (BERT, BERT4Rec).
+    Post,
+    /// LayerNorm before each sub-layer (ViT).
+    Pre,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EncoderConfig {
+    pub hidden: usize,
+    pub heads: usize,
+    pub intermediate: usize,
+    pub layers: usize,
+    /// Dropout on sub-layer outputs (BERT's `hidden_dropout_prob`).
+    pub hidden_dropout: f64,
+    /// Dropout on attention probabilities.
+    pub attention_dropout: f64,
+    pub norm: NormPlacement,
+    pub layer_norm_eps: f64,
+    /// Standard deviation of the normal initialisation of weights (BERT: 0.02).
+    pub init_std: f64,
+}
+
+/// One encoder layer. Field names map to Hugging Face BERT names in checkpoints:
+/// `attention.*` -> `attention.self.*` / `attention.output.dense`,
+/// `attention_norm` -> `attention.output.LayerNorm`, `intermediate` -> `intermediate.dense`,
+/// `output` -> `output.dense`, `output_norm` -> `output.LayerNorm`.
+#[derive(Module, Debug)]
+pub struct EncoderLayer {
+    pub attention: MultiHeadAttention,
+    pub attention_norm: LayerNorm,
+    pub intermediate: Linear,
+    pub output: Linear,
+    pub output_norm: LayerNorm,
+    pub dropout: Dropout,
+    pub pre_norm: bool,
+}
+
+#[derive(Module, Debug)]
+pub struct Encoder {
+    pub layer: Vec<EncoderLayer>,
+}
+
+impl EncoderConfig {
+    pub fn init_layer(&self, device: &Device) -> EncoderLayer {
+        let ln = || {
+            LayerNormConfig::new(self.hidden)
+                .with_epsilon(self.layer_norm_eps)
+                .init(device)
+        };
+        EncoderLayer {
+            attention: AttentionConfig {
+                hidden: self.hidden,
+                heads: self.heads,
+                dropout: self.attention_dropout,
+                init_std: self.init_std,
+            }
+            .init(device),
+            attention_norm: ln(),
+            intermediate: LinearConfig::new(self.hidden, self.intermediate)
+                .with_initializer(normal_init(self.init_std))
+                .init(device),
+            output: LinearConfig::new(self.intermediate, self.hidden)
+                .with_initializer(normal_init(self.init_std))
+                .init(device),
+            output_norm: ln(),
+            dropout: DropoutConfig::new(self.hidden_dropout).init(),
+            pre_norm: self.norm == NormPlacement::Pre,
+        }
+    }
+
+    pub fn init(&self, device: &Device) -> Encoder {
+        Encoder {
+            layer: (0..self.layers).map(|_| self.init_layer(device)).collect(),
+        }
+    }
+}
+
+impl EncoderLayer {
+    fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
+        self.output.forward(gelu(self.intermediate.forward(x)))
+    }
+
+    /// `x` [B, L, D]; `key_padding` [B, L] true at padding.
+    pub fn forward(&self, x: Tensor<3>, key_padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        if self.pre_norm {
+            let normed = self.attention_norm.forward(x.clone());
+            let a = x + self.dropout.forward(self.attention.forward(
+                normed.clone(),
+                normed,
+                key_padding,
+            ));
+            let normed = self.output_norm.forward(a.clone());
+            a + self.dropout.forward(self.feed_forward(normed))
+        } else {
+            let a = self.attention_norm.forward(
+                x.clone()
+                    + self
+                        .dropout
+                        .forward(self.attention.forward(x.clone(), x, key_padding)),
+            );
+            self.output_norm
+                .forward(a.clone() + self.dropout.forward(self.feed_forward(a)))
+        }
+    }
+}
+
+impl Encoder {
+    pub fn forward(&self, mut x: Tensor<3>, key_padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        for layer in &self.layer {
+            x = layer.forward(x, key_padding.clone());
+        }
+        x
+    }
+}
+
+/// Renames from our parameter paths to Hugging Face BERT's, for checkpoints.
+pub const HF_BERT_LAYER_RENAMES: &[(&str, &str)] = &[
+    (".attention.query.", ".attention.self.query."),
+    (".attention.key.", ".attention.self.key."),
+    (".attention.value.", ".attention.self.value."),
+    (".attention.output.", ".attention.output.dense."),
+    (".attention_norm.", ".attention.output.LayerNorm."),
+    (".intermediate.", ".intermediate.dense."),
+    (".output.", ".output.dense."),
+    (".output_norm.", ".output.LayerNorm."),
+];

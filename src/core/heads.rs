@@ -1,0 +1,40 @@
+//! Prediction heads whose output layer is tied to an embedding table (BERT's MLM head,
+//! BERT4Rec's item head): `GELU(h W + b) [-> LayerNorm] E^T + bias`.
+
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Tensor};
+
+/// Names mirror Hugging Face's `cls.predictions`: `transform.dense`, `transform.LayerNorm`, `bias`.
+#[derive(Module, Debug)]
+pub struct TiedHead {
+    pub dense: Linear,
+    pub layer_norm: Option<LayerNorm>,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl TiedHead {
+    pub fn new(hidden: usize, outputs: usize, layer_norm: bool, eps: f64, device: &Device) -> Self {
+        Self {
+            dense: LinearConfig::new(hidden, hidden).init(device),
+            layer_norm: layer_norm
+                .then(|| LayerNormConfig::new(hidden).with_epsilon(eps).init(device)),
+            bias: Initializer::Zeros.init([outputs], device),
+        }
+    }
+
+    /// The transformed hidden states, before the tied projection.
+    pub fn transform(&self, h: Tensor<2>) -> Tensor<2> {
+        let t = gelu(self.dense.forward(h));
+        match &self.layer_norm {
+            Some(ln) => ln.forward(t),
+            None => t,
+        }
+    }
+
+    /// Scores over every row of `table` ([V, D]): [N, D] -> [N, V].
+    pub fn logits(&self, h: Tensor<2>, table: Tensor<2>) -> Tensor<2> {
+        self.transform(h).matmul(table.transpose()) + self.bias.val().unsqueeze::<2>()
+    }
+}

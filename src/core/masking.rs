@@ -1,0 +1,92 @@
+//! Cloze masking for masked-token objectives.
+
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+/// One masked sequence: the input with masks applied, and the (position, original token) pairs
+/// the model must predict.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Masked {
+    pub input: Vec<u32>,
+    pub targets: Vec<(usize, u32)>,
+}
+
+/// How masked positions are filled.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MaskStyle {
+    /// Probability a chosen position becomes `[mask]`; BERT uses 0.8, BERT4Rec's code 1.0.
+    pub mask_token_prob: f64,
+    /// Probability it becomes a random token (the rest keep the original); BERT uses 0.1.
+    pub random_token_prob: f64,
+}
+
+impl MaskStyle {
+    pub const ALWAYS_MASK: MaskStyle = MaskStyle {
+        mask_token_prob: 1.0,
+        random_token_prob: 0.0,
+    };
+    pub const BERT_80_10_10: MaskStyle = MaskStyle {
+        mask_token_prob: 0.8,
+        random_token_prob: 0.1,
+    };
+}
+
+/// Choose `max(1, round(p * n))` of the `n` non-padding positions (capped by `max_predictions`)
+/// uniformly without replacement, as BERT's `create_masked_lm_predictions` does. Padding (token
+/// `pad`) is never chosen. Random replacement tokens are drawn from `random_range`.
+pub fn cloze_mask<R: Rng>(
+    seq: &[u32],
+    pad: u32,
+    mask_token: u32,
+    p: f64,
+    max_predictions: usize,
+    style: MaskStyle,
+    random_range: std::ops::RangeInclusive<u32>,
+    rng: &mut R,
+) -> Masked {
+    let mut candidates: Vec<usize> = (0..seq.len()).filter(|&i| seq[i] != pad).collect();
+    let mut input = seq.to_vec();
+    if candidates.is_empty() {
+        return Masked {
+            input,
+            targets: vec![],
+        };
+    }
+    let n = ((p * candidates.len() as f64).round() as usize)
+        .max(1)
+        .min(max_predictions.max(1))
+        .min(candidates.len());
+    candidates.shuffle(rng);
+    let mut chosen: Vec<usize> = candidates[..n].to_vec();
+    chosen.sort_unstable();
+    let mut targets = Vec::with_capacity(n);
+    for i in chosen {
+        targets.push((i, seq[i]));
+        let u: f64 = rng.random();
+        if u < style.mask_token_prob {
+            input[i] = mask_token;
+        } else if u < style.mask_token_prob + style.random_token_prob {
+            input[i] = rng.random_range(random_range.clone());
+        }
+    }
+    Masked { input, targets }
+}
+
+/// Mask only the last non-padding position (BERT4Rec's extra training sequences that match the
+/// test-time setting).
+pub fn mask_last(seq: &[u32], pad: u32, mask_token: u32) -> Masked {
+    let mut input = seq.to_vec();
+    match (0..seq.len()).rev().find(|&i| seq[i] != pad) {
+        Some(i) => {
+            input[i] = mask_token;
+            Masked {
+                input,
+                targets: vec![(i, seq[i])],
+            }
+        }
+        None => Masked {
+            input,
+            targets: vec![],
+        },
+    }
+}

@@ -1,0 +1,72 @@
+//! A run directory: the resolved config, JSONL metrics per epoch, checkpoints.
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn create(path: &Path) -> Result<Self> {
+        fs::create_dir_all(path)
+            .with_context(|| format!("cannot create run directory {}", path.display()))?;
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn open(path: &Path) -> Result<Self> {
+        if !path.is_dir() {
+            anyhow::bail!(
+                "run directory {} does not exist (train first)",
+                path.display()
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.path.join(name)
+    }
+
+    /// Write a file atomically: a temp file beside it, then a rename.
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        write_atomic(&self.file(name), bytes)
+    }
+
+    /// Append one JSON object as a line of `metrics.jsonl`.
+    pub fn log_metrics<T: Serialize>(&self, record: &T) -> Result<()> {
+        let path = self.file("metrics.jsonl");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        writeln!(f, "{}", serde_json::to_string(record)?)?;
+        Ok(())
+    }
+}
+
+/// Write `bytes` to `path` so that a reader never sees a half-written file.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    {
+        let mut f =
+            fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,367 @@
+//! Shared building blocks against references computed elsewhere: PyTorch for attention and the
+//! encoder layers (fixture made by scripts/make_fixtures.py), hand computation for metrics.
+
+use burn::module::Module;
+use burn::tensor::{Bool, Device, Tensor, TensorData};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use tessera::core::attention::AttentionConfig;
+use tessera::core::checkpoint::{
+    load_named, load_safetensors, named_tensors, rename, save_safetensors,
+};
+use tessera::core::encoder::{EncoderConfig, NormPlacement};
+use tessera::core::masking::{cloze_mask, mask_last, MaskStyle};
+use tessera::core::metrics::{f1_scores, rank_of, RankingMetrics};
+use tessera::core::optim::{Decay, Schedule};
+
+fn fixture() -> Value {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/encoder_reference.json"),
+    )
+    .expect("fixture present");
+    serde_json::from_str(&text).unwrap()
+}
+
+fn tensor_data(v: &Value) -> TensorData {
+    let shape: Vec<usize> = v["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    let data: Vec<f32> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect();
+    TensorData::new(data, shape)
+}
+
+fn named(v: &Value) -> BTreeMap<String, TensorData> {
+    v.as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, t)| (k.clone(), tensor_data(t)))
+        .collect()
+}
+
+fn inputs(f: &Value, dev: &Device) -> (Tensor<3>, Tensor<2, Bool>) {
+    let x = Tensor::<3>::from_data(tensor_data(&f["input"]), dev);
+    let rows = f["key_padding"].as_array().unwrap();
+    let l = rows[0].as_array().unwrap().len();
+    let flat: Vec<bool> = rows
+        .iter()
+        .flat_map(|r| r.as_array().unwrap().iter().map(|b| b.as_bool().unwrap()))
+        .collect();
+    let pad = Tensor::<2, Bool>::from_data(TensorData::new(flat, [rows.len(), l]), dev);
+    (x, pad)
+}
+
+fn max_abs_diff(a: Tensor<3>, expected: &Value) -> f32 {
+    let got: Vec<f32> = a.into_data().try_to_vec().unwrap();
+    let want = tensor_data(expected);
+    assert_eq!(got.len(), want.num_elements());
+    let want: Vec<f32> = want.try_to_vec().unwrap();
+    got.iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn attention_matches_pytorch_multihead_attention() {
+    let f = fixture();
+    let dev = Device::flex();
+    let (x, pad) = inputs(&f, &dev);
+    let d = f["hidden"].as_u64().unwrap() as usize;
+    let h = f["heads"].as_u64().unwrap() as usize;
+    let mha = AttentionConfig {
+        hidden: d,
+        heads: h,
+        dropout: 0.0,
+        init_std: 0.02,
+    }
+    .init(&dev);
+    let mha = load_named(
+        mha,
+        &named(&f["attention"]["tensors"]),
+        &[],
+        &dev,
+        Path::new("fixture"),
+    )
+    .unwrap();
+    let y = mha.forward(x.clone(), x, Some(pad));
+    let diff = max_abs_diff(y, &f["attention"]["output"]);
+    assert!(diff < 1e-5, "max abs diff {diff}");
+}
+
+fn encoder_case(name: &str, norm: NormPlacement) {
+    let f = fixture();
+    let dev = Device::flex();
+    let (x, pad) = inputs(&f, &dev);
+    let cfg = EncoderConfig {
+        hidden: f["hidden"].as_u64().unwrap() as usize,
+        heads: f["heads"].as_u64().unwrap() as usize,
+        intermediate: f["intermediate"].as_u64().unwrap() as usize,
+        layers: 1,
+        hidden_dropout: 0.0,
+        attention_dropout: 0.0,
+        norm,
+        layer_norm_eps: f["eps"].as_f64().unwrap(),
+        init_std: 0.02,
+    };
+    let layer = load_named(
+        cfg.init_layer(&dev),
+        &named(&f[name]["tensors"]),
+        &[],
+        &dev,
+        Path::new("fixture"),
+    )
+    .unwrap();
+    let y = layer.forward(x, Some(pad));
+    let diff = max_abs_diff(y, &f[name]["output"]);
+    assert!(diff < 1e-5, "{name}: max abs diff {diff}");
+}
+
+#[test]
+fn post_norm_encoder_layer_matches_pytorch() {
+    encoder_case("post_norm", NormPlacement::Post);
+}
+
+#[test]
+fn pre_norm_encoder_layer_matches_pytorch() {
+    encoder_case("pre_norm", NormPlacement::Pre);
+}
+
+#[test]
+fn padding_keys_do_not_change_outputs() {
+    // Changing the input at padded positions must not change the outputs at real positions.
+    let f = fixture();
+    let dev = Device::flex();
+    let (x, pad) = inputs(&f, &dev);
+    let cfg = EncoderConfig {
+        hidden: 8,
+        heads: 2,
+        intermediate: 16,
+        layers: 2,
+        hidden_dropout: 0.0,
+        attention_dropout: 0.0,
+        norm: NormPlacement::Post,
+        layer_norm_eps: 1e-12,
+        init_std: 0.2,
+    };
+    let enc = cfg.init(&dev);
+    let y1: Vec<f32> = enc
+        .forward(x.clone(), Some(pad.clone()))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let noise = Tensor::<3>::ones([2, 5, 8], &dev).mul_scalar(7.0);
+    let keep = pad.clone().bool_not().float().unsqueeze_dim::<3>(2);
+    let x2 = x.clone() * keep.clone() + noise * (keep.neg().add_scalar(1.0));
+    let y2: Vec<f32> = enc.forward(x2, Some(pad)).into_data().try_to_vec().unwrap();
+    // batch row 1 positions 0..3 are real
+    for p in 0..3 {
+        for c in 0..8 {
+            let i = (5 + p) * 8 + c;
+            assert!((y1[i] - y2[i]).abs() < 1e-5, "position {p} changed");
+        }
+    }
+    // and the padded positions do see the change (the test can fail)
+    assert!((y1[(5 + 4) * 8] - y2[(5 + 4) * 8]).abs() > 1e-3);
+}
+
+#[test]
+fn ranking_metrics_match_hand_computation() {
+    let mut m = RankingMetrics::new(&[1, 5, 10]);
+    // ranks 0, 2, 9, 30 (0-based)
+    for r in [0, 2, 9, 30] {
+        m.add(r);
+    }
+    assert!((m.hr(1) - 0.25).abs() < 1e-12);
+    assert!((m.hr(5) - 0.5).abs() < 1e-12);
+    assert!((m.hr(10) - 0.75).abs() < 1e-12);
+    // NDCG@10 = (1/log2(2) + 1/log2(4) + 1/log2(11)) / 4
+    let want = (1.0 + 0.5 + 1.0 / 11f64.log2()) / 4.0;
+    assert!((m.ndcg(10) - want).abs() < 1e-12);
+    let want_mrr = (1.0 + 1.0 / 3.0 + 0.1 + 1.0 / 31.0) / 4.0;
+    assert!((m.mrr() - want_mrr).abs() < 1e-12);
+    let map = m.to_map();
+    assert!(map.contains_key("NDCG@5") && !map.contains_key("NDCG@1"));
+}
+
+#[test]
+fn rank_breaks_ties_by_index_and_ignores_excluded() {
+    let s = [0.5, 0.9, 0.5, f32::NEG_INFINITY, 0.1];
+    assert_eq!(rank_of(&s, 1), 0);
+    assert_eq!(rank_of(&s, 0), 1);
+    assert_eq!(rank_of(&s, 2), 2); // tie with index 0 goes first
+    assert_eq!(rank_of(&s, 4), 3); // the -inf item never outranks
+}
+
+#[test]
+fn f1_matches_hand_computation() {
+    // truth 0 0 1 1 2, pred 0 1 1 1 0
+    let s = f1_scores(&[0, 0, 1, 1, 2], &[0, 1, 1, 1, 0], 3);
+    // class 0: tp1 fp1 fn1 -> 0.5; class 1: tp2 fp1 fn0 -> 0.8; class 2: tp0 fp0 fn1 -> 0
+    assert!((s.macro_f1 - (0.5 + 0.8 + 0.0) / 3.0).abs() < 1e-12);
+    assert!((s.micro_f1 - 0.6).abs() < 1e-12);
+}
+
+#[test]
+fn cloze_mask_never_masks_padding_and_masks_the_expected_proportion() {
+    let mut rng = StdRng::seed_from_u64(7);
+    let (pad, mask) = (0u32, 99u32);
+    let mut masked_total = 0usize;
+    let mut real_total = 0usize;
+    for n_real in 1..=60usize {
+        let mut seq: Vec<u32> = (1..=n_real as u32).collect();
+        seq.extend(std::iter::repeat_n(pad, 20));
+        let m = cloze_mask(
+            &seq,
+            pad,
+            mask,
+            0.2,
+            1000,
+            MaskStyle::ALWAYS_MASK,
+            1..=98,
+            &mut rng,
+        );
+        let expected = ((0.2 * n_real as f64).round() as usize).max(1);
+        assert_eq!(m.targets.len(), expected, "n_real {n_real}");
+        for &(p, orig) in &m.targets {
+            assert!(p < n_real, "masked a padding position");
+            assert_eq!(seq[p], orig);
+            assert_eq!(m.input[p], mask);
+        }
+        for p in n_real..seq.len() {
+            assert_eq!(m.input[p], pad);
+        }
+        masked_total += m.targets.len();
+        real_total += n_real;
+    }
+    let frac = masked_total as f64 / real_total as f64;
+    assert!((frac - 0.2).abs() < 0.02, "masked fraction {frac}");
+    let cap = cloze_mask(
+        &[5; 100],
+        pad,
+        mask,
+        0.5,
+        10,
+        MaskStyle::ALWAYS_MASK,
+        1..=98,
+        &mut rng,
+    );
+    assert_eq!(cap.targets.len(), 10);
+    let last = mask_last(&[3, 4, 5, 0, 0], pad, mask);
+    assert_eq!(last.input, vec![3, 4, mask, 0, 0]);
+    assert_eq!(last.targets, vec![(2, 5)]);
+}
+
+#[test]
+fn bert_style_masking_keeps_roughly_80_10_10() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let seq: Vec<u32> = (1..=50).collect();
+    let (mut masked, mut random, mut kept) = (0, 0, 0);
+    for _ in 0..400 {
+        let m = cloze_mask(
+            &seq,
+            0,
+            999,
+            0.2,
+            1000,
+            MaskStyle::BERT_80_10_10,
+            1..=50,
+            &mut rng,
+        );
+        for &(p, orig) in &m.targets {
+            match m.input[p] {
+                999 => masked += 1,
+                x if x == orig => kept += 1,
+                _ => random += 1,
+            }
+        }
+    }
+    let n = (masked + random + kept) as f64;
+    assert!((masked as f64 / n - 0.8).abs() < 0.03);
+    // a random draw can hit the original token (1 in 50), so "random" is slightly under 10%
+    assert!((random as f64 / n - 0.098).abs() < 0.02);
+    assert!((kept as f64 / n - 0.102).abs() < 0.02);
+}
+
+#[test]
+fn schedule_warms_up_then_decays() {
+    let s = Schedule {
+        lr: 1.0,
+        warmup_steps: 10,
+        decay: Decay::Linear,
+        total_steps: 110,
+    };
+    assert!((s.lr_at(5) - 0.5).abs() < 1e-12);
+    assert!((s.lr_at(10) - 1.0).abs() < 1e-12);
+    assert!((s.lr_at(60) - 0.5).abs() < 1e-12);
+    assert_eq!(s.lr_at(500), 0.0);
+}
+
+#[test]
+fn checkpoint_round_trip_uses_pytorch_layout_and_names() {
+    let dev = Device::flex();
+    let cfg = EncoderConfig {
+        hidden: 8,
+        heads: 2,
+        intermediate: 16,
+        layers: 2,
+        hidden_dropout: 0.1,
+        attention_dropout: 0.1,
+        norm: NormPlacement::Post,
+        layer_norm_eps: 1e-12,
+        init_std: 0.02,
+    };
+    let enc = cfg.init(&dev);
+    let renames = tessera::core::encoder::HF_BERT_LAYER_RENAMES;
+    let tensors = named_tensors(&enc, renames);
+    let names: HashMap<String, Vec<usize>> = tensors
+        .iter()
+        .map(|(n, d)| (n.clone(), d.shape().to_vec()))
+        .collect();
+    assert_eq!(names["layer.0.attention.self.query.weight"], vec![8, 8]);
+    assert_eq!(names["layer.1.intermediate.dense.weight"], vec![16, 8]); // [out, in]
+    assert_eq!(names["layer.1.output.dense.weight"], vec![8, 16]);
+    assert!(names.contains_key("layer.0.attention.output.LayerNorm.weight"));
+    assert!(names.contains_key("layer.0.output.LayerNorm.bias"));
+    assert_eq!(
+        rename("layer.0.output.bias", renames),
+        "layer.0.output.dense.bias"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("enc.safetensors");
+    save_safetensors(&path, &tensors, HashMap::from([("k".into(), "v".into())])).unwrap();
+    let (loaded, meta) = load_safetensors(&path).unwrap();
+    assert_eq!(meta["k"], "v");
+    let fresh = load_named(cfg.init(&dev), &loaded, renames, &dev, &path).unwrap();
+    let again = named_tensors(&fresh, renames);
+    for ((n1, d1), (n2, d2)) in tensors.iter().zip(&again) {
+        assert_eq!(n1, n2);
+        assert_eq!(d1, d2, "{n1} differs after round trip");
+    }
+    // no temp file left beside it
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1);
+
+    // a checkpoint of another shape is refused with the tensor named
+    let other = EncoderConfig {
+        intermediate: 32,
+        ..cfg.clone()
+    };
+    let err = load_named(other.init(&dev), &loaded, renames, &dev, &path)
+        .err()
+        .expect("shape mismatch must fail")
+        .to_string();
+    assert!(err.contains("intermediate.dense.weight"), "{err}");
+    let _ = enc.num_params();
+}
