@@ -57,9 +57,22 @@ pub enum LossKind {
     Sampled,
 }
 
+/// Which sequences an epoch trains on.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SampleMode {
+    /// The most recent `max_len` items of each history, plus sliding windows over longer
+    /// histories (the official code).
+    Windows,
+    /// Every prefix of each history (length >= 2, last `max_len` items), as RecBole builds its
+    /// training set: one sequence per training interaction.
+    Prefixes,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainConfig {
+    pub sample_mode: SampleMode,
     /// p: proportion of items masked (paper: 0.2 for ML-1m, 0.6 for Beauty).
     pub mask_prob: f64,
     /// At most this many masked items per sequence (official ML-1m: 40).
@@ -97,6 +110,7 @@ pub struct TrainConfig {
 impl Default for TrainConfig {
     fn default() -> Self {
         Self {
+            sample_mode: SampleMode::Windows,
             mask_prob: 0.2,
             max_predictions: 40,
             bert_80_10_10: false,

@@ -1,10 +1,11 @@
 //! Cloze training with early stopping on validation NDCG@10, checkpoints and exact resume.
 
-use super::config::{Bert4RecConfig, LossKind};
+use super::config::{Bert4RecConfig, LossKind, SampleMode};
 use super::data::{make_batch, split_leave_one_out, truncate_left, SequenceData};
 use super::eval::{evaluate, Split};
 use super::model::{checkpoint_renames, Bert4Rec};
 use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
+use crate::core::dropout::seed_dropout;
 use crate::core::masking::{cloze_mask, mask_last, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Schedule};
 use crate::core::progress;
@@ -61,6 +62,16 @@ pub struct TrainSummary {
     pub seconds: f64,
     pub first_epoch_loss: f64,
     pub last_epoch_loss: f64,
+    /// Peak resident memory of the process so far (Linux), in MiB.
+    pub peak_rss_mib: Option<f64>,
+}
+
+/// Peak resident set size of this process (`VmHWM`), in MiB; `None` off Linux.
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Training sequences of one epoch: windows of each user's history, masked.
@@ -227,7 +238,7 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
-        device.seed(derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64));
+        seed_dropout(derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64));
         let mut neg_rng = rng_for(cfg.seed, STREAM_NEG, epoch as u64);
         let samples = epoch_samples(data, cfg, epoch);
         let pb = progress::bar(
@@ -346,6 +357,7 @@ pub fn train(
         seconds: started.elapsed().as_secs_f64(),
         first_epoch_loss: first_loss,
         last_epoch_loss: last_loss,
+        peak_rss_mib: peak_rss_mib(),
     })
 }
 

@@ -3,8 +3,9 @@
 //! Queries and keys/values may come from different streams, so the same block serves
 //! self-attention (BERT, ViT) and co-attention (ViLBERT's Co-TRM).
 
+use super::dropout::Dropout;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -53,7 +54,7 @@ impl AttentionConfig {
             key: lin(),
             value: lin(),
             output: lin(),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: Dropout::new(self.dropout),
             heads: self.heads,
         }
     }

@@ -2,8 +2,9 @@
 //! BERT. Names mirror Hugging Face's `embeddings.*`.
 
 use super::attention::normal_init;
+use super::dropout::Dropout;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 #[derive(Module, Debug)]
@@ -41,7 +42,7 @@ impl EmbeddingsConfig {
             layer_norm: LayerNormConfig::new(self.hidden)
                 .with_epsilon(self.layer_norm_eps)
                 .init(device),
-            dropout: DropoutConfig::new(self.dropout).init(),
+            dropout: Dropout::new(self.dropout),
         }
     }
 }

@@ -3,8 +3,9 @@
 //! pre-norm (ViT: `z' = MSA(LN(z)) + z`, `z = MLP(LN(z')) + z'`). The feed-forward uses GELU.
 
 use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
+use super::dropout::Dropout;
 use burn::module::Module;
-use burn::nn::{Dropout, DropoutConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
@@ -77,7 +78,7 @@ impl EncoderConfig {
                 .with_initializer(normal_init(self.init_std))
                 .init(device),
             output_norm: ln(),
-            dropout: DropoutConfig::new(self.hidden_dropout).init(),
+            dropout: Dropout::new(self.hidden_dropout),
             pre_norm: self.norm == NormPlacement::Pre,
         }
     }

@@ -4,6 +4,7 @@
 pub mod attention;
 pub mod checkpoint;
 pub mod device;
+pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
 pub mod error;
