@@ -92,7 +92,11 @@ pub fn epoch_samples(data: &SequenceData, cfg: &Bert4RecConfig, epoch: usize) ->
                 continue;
             };
             let mut windows: Vec<&[u32]> = vec![truncate_left(history, max_len)];
-            if t.sliding_window > 0.0 && history.len() > max_len {
+            if t.sample_mode == SampleMode::Prefixes {
+                windows = (2..=history.len())
+                    .map(|end| &history[end.saturating_sub(max_len)..end])
+                    .collect();
+            } else if t.sliding_window > 0.0 && history.len() > max_len {
                 let mut end = history.len();
                 while end > max_len {
                     end = end.saturating_sub(step).max(max_len);
