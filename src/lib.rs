@@ -6,3 +6,4 @@
 
 pub mod bert4rec;
 pub mod core;
+pub mod metapath2vec;

@@ -86,6 +86,10 @@ pub struct TrainConfig {
     /// `max_len` (official: 0.1); 0 keeps only the most recent window.
     pub sliding_window: f64,
     pub batch_size: usize,
+    /// Split each batch into micro-batches of this many sequences and accumulate their
+    /// gradients before the update: the same gradient (up to rounding) with a fraction of the
+    /// activation memory. 0 or >= batch_size: no split.
+    pub micro_batch: usize,
     /// Masked copies of the data per epoch (official `dupe_factor`: 10, drawn once; we draw
     /// fresh masks for every copy).
     pub dupe_factor: usize,
@@ -117,6 +121,7 @@ impl Default for TrainConfig {
             mask_last_extra: true,
             sliding_window: 0.1,
             batch_size: 256,
+            micro_batch: 0,
             dupe_factor: 1,
             length_bucketing: true,
             lr: 1e-4,

@@ -13,7 +13,7 @@ use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::optim::GradientsParams;
+use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -255,32 +255,53 @@ pub fn train(
         for chunk in samples.chunks(cfg.train.batch_size) {
             step += 1;
             lr = schedule.lr_at(step);
-            let inputs: Vec<&[u32]> = chunk.iter().map(|m| m.input.as_slice()).collect();
-            let targets: Vec<&[(usize, u32)]> =
-                chunk.iter().map(|m| m.targets.as_slice()).collect();
-            let b = make_batch(&inputs, &targets);
-            let ids: Tensor<2, Int> =
-                Tensor::from_data(TensorData::new(b.ids, [b.batch, b.len]), &ad);
-            let pos = int1(b.positions, &ad);
-            let tgt = int1(b.targets, &ad);
-            let loss = match cfg.train.loss {
-                LossKind::Full => model.full_loss(ids, pos, tgt),
-                LossKind::Sampled => {
+            let negatives: Option<Tensor<1, Int>> =
+                (cfg.train.loss == LossKind::Sampled).then(|| {
                     let k = cfg.train.sampled_negatives.min(data.num_items());
                     let negs: Vec<i64> = (0..k)
                         .map(|_| neg_rng.random_range(1..=data.num_items() as i64))
                         .collect();
-                    model.sampled_loss(ids, pos, tgt, int1(negs, &ad))
-                }
+                    int1(negs, &ad)
+                });
+            let micro = match cfg.train.micro_batch {
+                0 => chunk.len(),
+                m => m.min(chunk.len()),
             };
-            let lv = loss.clone().into_scalar::<f32>() as f64;
+            let total_targets: usize = chunk.iter().map(|m| m.targets.len()).sum();
+            let mut accumulated = GradientsAccumulator::<Bert4Rec>::new();
+            let mut lv = 0.0f64;
+            for sub in chunk.chunks(micro) {
+                let inputs: Vec<&[u32]> = sub.iter().map(|m| m.input.as_slice()).collect();
+                let targets: Vec<&[(usize, u32)]> =
+                    sub.iter().map(|m| m.targets.as_slice()).collect();
+                let b = make_batch(&inputs, &targets);
+                // Each micro-batch's mean loss, weighted by its share of the batch's targets,
+                // sums to the batch's mean loss.
+                let weight = b.targets.len() as f64 / total_targets as f64;
+                let ids: Tensor<2, Int> =
+                    Tensor::from_data(TensorData::new(b.ids, [b.batch, b.len]), &ad);
+                let pos = int1(b.positions, &ad);
+                let tgt = int1(b.targets, &ad);
+                let loss = match &negatives {
+                    None => model.full_loss(ids, pos, tgt),
+                    Some(negs) => model.sampled_loss(ids, pos, tgt, negs.clone()),
+                };
+                let loss = if micro < chunk.len() {
+                    loss.mul_scalar(weight)
+                } else {
+                    loss
+                };
+                lv += loss.clone().into_scalar::<f32>() as f64;
+                accumulated
+                    .accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+            }
             anyhow::ensure!(
                 lv.is_finite(),
                 "training diverged at step {step}: loss is {lv}"
             );
             loss_sum += lv;
             loss_n += 1;
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            let grads = accumulated.grads();
             model = adam.step(model, grads, lr);
             pb.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
             pb.inc(1);

@@ -1,6 +1,7 @@
 //! Command-line interface: `tessera <model> <verb>`.
 
 mod bert4rec;
+mod metapath2vec;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -25,6 +26,9 @@ pub enum ModelCommand {
     /// BERT4Rec: sequential recommendation with a bidirectional Transformer (Sun et al., 2019).
     #[command(subcommand)]
     Bert4rec(bert4rec::Command),
+    /// metapath2vec / metapath2vec++: heterogeneous-graph embeddings (Dong et al., 2017).
+    #[command(subcommand)]
+    Metapath2vec(metapath2vec::Command),
 }
 
 /// Options every command shares.
@@ -44,5 +48,6 @@ pub struct Common {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.model {
         ModelCommand::Bert4rec(cmd) => bert4rec::run(cmd),
+        ModelCommand::Metapath2vec(cmd) => metapath2vec::run(cmd),
     }
 }
