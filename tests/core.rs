@@ -13,7 +13,7 @@ use tessera::core::checkpoint::{
     load_named, load_safetensors, named_tensors, rename, save_safetensors,
 };
 use tessera::core::encoder::{EncoderConfig, NormPlacement};
-use tessera::core::masking::{cloze_mask, mask_last, MaskStyle};
+use tessera::core::masking::{mask_last, ClozeMasker, MaskStyle};
 use tessera::core::metrics::{f1_scores, rank_of, RankingMetrics};
 use tessera::core::optim::{Decay, Schedule};
 
@@ -221,16 +221,15 @@ fn cloze_mask_never_masks_padding_and_masks_the_expected_proportion() {
     for n_real in 1..=60usize {
         let mut seq: Vec<u32> = (1..=n_real as u32).collect();
         seq.extend(std::iter::repeat_n(pad, 20));
-        let m = cloze_mask(
-            &seq,
+        let m = ClozeMasker {
             pad,
-            mask,
-            0.2,
-            1000,
-            MaskStyle::ALWAYS_MASK,
-            1..=98,
-            &mut rng,
-        );
+            mask_token: mask,
+            p: 0.2,
+            max_predictions: 1000,
+            style: MaskStyle::ALWAYS_MASK,
+            random_range: 1..=98,
+        }
+        .mask(&seq, &mut rng);
         let expected = ((0.2 * n_real as f64).round() as usize).max(1);
         assert_eq!(m.targets.len(), expected, "n_real {n_real}");
         for &(p, orig) in &m.targets {
@@ -246,16 +245,15 @@ fn cloze_mask_never_masks_padding_and_masks_the_expected_proportion() {
     }
     let frac = masked_total as f64 / real_total as f64;
     assert!((frac - 0.2).abs() < 0.02, "masked fraction {frac}");
-    let cap = cloze_mask(
-        &[5; 100],
+    let cap = ClozeMasker {
         pad,
-        mask,
-        0.5,
-        10,
-        MaskStyle::ALWAYS_MASK,
-        1..=98,
-        &mut rng,
-    );
+        mask_token: mask,
+        p: 0.5,
+        max_predictions: 10,
+        style: MaskStyle::ALWAYS_MASK,
+        random_range: 1..=98,
+    }
+    .mask(&[5; 100], &mut rng);
     assert_eq!(cap.targets.len(), 10);
     let last = mask_last(&[3, 4, 5, 0, 0], pad, mask);
     assert_eq!(last.input, vec![3, 4, mask, 0, 0]);
@@ -268,16 +266,15 @@ fn bert_style_masking_keeps_roughly_80_10_10() {
     let seq: Vec<u32> = (1..=50).collect();
     let (mut masked, mut random, mut kept) = (0, 0, 0);
     for _ in 0..400 {
-        let m = cloze_mask(
-            &seq,
-            0,
-            999,
-            0.2,
-            1000,
-            MaskStyle::BERT_80_10_10,
-            1..=50,
-            &mut rng,
-        );
+        let m = ClozeMasker {
+            pad: 0,
+            mask_token: 999,
+            p: 0.2,
+            max_predictions: 1000,
+            style: MaskStyle::BERT_80_10_10,
+            random_range: 1..=50,
+        }
+        .mask(&seq, &mut rng);
         for &(p, orig) in &m.targets {
             match m.input[p] {
                 999 => masked += 1,
@@ -359,8 +356,7 @@ fn checkpoint_round_trip_uses_pytorch_layout_and_names() {
         ..cfg.clone()
     };
     let err = load_named(other.init(&dev), &loaded, renames, &dev, &path)
-        .err()
-        .expect("shape mismatch must fail")
+        .expect_err("shape mismatch must fail")
         .to_string();
     assert!(err.contains("intermediate.dense.weight"), "{err}");
     let _ = enc.num_params();

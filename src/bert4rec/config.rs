@@ -183,7 +183,7 @@ impl Bert4RecConfig {
             "model.hidden and model.heads must be positive"
         );
         anyhow::ensure!(
-            m.hidden % m.heads == 0,
+            m.hidden.is_multiple_of(m.heads),
             "model.hidden ({}) must be divisible by model.heads ({})",
             m.hidden,
             m.heads

@@ -6,7 +6,7 @@ use super::eval::{evaluate, Split};
 use super::model::{checkpoint_renames, Bert4Rec};
 use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
 use crate::core::dropout::seed_dropout;
-use crate::core::masking::{cloze_mask, mask_last, MaskStyle, Masked};
+use crate::core::masking::{mask_last, ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Schedule};
 use crate::core::progress;
 use crate::core::rng::{derive_seed, rng_for};
@@ -84,6 +84,14 @@ pub fn epoch_samples(data: &SequenceData, cfg: &Bert4RecConfig, epoch: usize) ->
     } else {
         MaskStyle::ALWAYS_MASK
     };
+    let masker = ClozeMasker {
+        pad: data.pad(),
+        mask_token: data.mask_token(),
+        p: t.mask_prob,
+        max_predictions: t.max_predictions,
+        style,
+        random_range: 1..=data.num_items() as u32,
+    };
     let step = ((t.sliding_window * max_len as f64).round() as usize).max(1);
     let mut out = Vec::new();
     for _copy in 0..t.dupe_factor.max(1) {
@@ -107,16 +115,7 @@ pub fn epoch_samples(data: &SequenceData, cfg: &Bert4RecConfig, epoch: usize) ->
                 }
             }
             for w in windows {
-                out.push(cloze_mask(
-                    w,
-                    data.pad(),
-                    data.mask_token(),
-                    t.mask_prob,
-                    t.max_predictions,
-                    style,
-                    1..=data.num_items() as u32,
-                    &mut rng,
-                ));
+                out.push(masker.mask(w, &mut rng));
                 if t.mask_last_extra {
                     out.push(mask_last(w, data.pad(), data.mask_token()));
                 }

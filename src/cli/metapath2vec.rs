@@ -138,6 +138,10 @@ pub struct SimilarArgs {
     pub node: String,
     #[arg(long, default_value_t = 10)]
     pub k: usize,
+    /// Only neighbours of this type, given by its code (the first character of its tokens,
+    /// e.g. `v` for venues).
+    #[arg(long = "type")]
+    pub node_type: Option<char>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -325,9 +329,9 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         );
     } else {
         eprintln!(
-            "trained {:?} on {} words in {:.2}s: {:.0} words/s with {} threads ({:.0} per thread); {} nodes written to {}{}",
+            "trained {:?} on {} words in {:.2}s: {:.0} words/s with {} threads, {:.0} words per CPU-second; {} nodes written to {}{}",
             cfg.variant, stats.words, stats.seconds, stats.words_per_second, stats.threads,
-            stats.words_per_second / stats.threads as f64, out.names.len(), a.output.display(),
+            stats.words_per_cpu_second, out.names.len(), a.output.display(),
             peak.map(|p| format!("; peak memory {p:.0} MiB")).unwrap_or_default()
         );
     }
@@ -387,7 +391,7 @@ fn cmd_similar(a: SimilarArgs) -> Result<()> {
     let Some(q) = emb.names.iter().position(|n| n == &a.node) else {
         bail!("node `{}` is not in {}", a.node, a.embeddings.display());
     };
-    let res = most_similar(&emb, q, a.k);
+    let res = most_similar(&emb, q, a.k, a.node_type);
     if a.common.json {
         let v: Vec<_> = res
             .iter()

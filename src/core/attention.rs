@@ -39,7 +39,7 @@ pub struct MultiHeadAttention {
 impl AttentionConfig {
     pub fn init(&self, device: &Device) -> MultiHeadAttention {
         assert!(
-            self.hidden % self.heads == 0,
+            self.hidden.is_multiple_of(self.heads),
             "hidden size {} is not divisible by {} heads",
             self.hidden,
             self.heads

@@ -31,45 +31,51 @@ impl MaskStyle {
     };
 }
 
-/// Choose `max(1, round(p * n))` of the `n` non-padding positions (capped by `max_predictions`)
-/// uniformly without replacement, as BERT's `create_masked_lm_predictions` does. Padding (token
-/// `pad`) is never chosen. Random replacement tokens are drawn from `random_range`.
-pub fn cloze_mask<R: Rng>(
-    seq: &[u32],
-    pad: u32,
-    mask_token: u32,
-    p: f64,
-    max_predictions: usize,
-    style: MaskStyle,
-    random_range: std::ops::RangeInclusive<u32>,
-    rng: &mut R,
-) -> Masked {
-    let mut candidates: Vec<usize> = (0..seq.len()).filter(|&i| seq[i] != pad).collect();
-    let mut input = seq.to_vec();
-    if candidates.is_empty() {
-        return Masked {
-            input,
-            targets: vec![],
-        };
-    }
-    let n = ((p * candidates.len() as f64).round() as usize)
-        .max(1)
-        .min(max_predictions.max(1))
-        .min(candidates.len());
-    candidates.shuffle(rng);
-    let mut chosen: Vec<usize> = candidates[..n].to_vec();
-    chosen.sort_unstable();
-    let mut targets = Vec::with_capacity(n);
-    for i in chosen {
-        targets.push((i, seq[i]));
-        let u: f64 = rng.random();
-        if u < style.mask_token_prob {
-            input[i] = mask_token;
-        } else if u < style.mask_token_prob + style.random_token_prob {
-            input[i] = rng.random_range(random_range.clone());
+/// Cloze masking settings for one vocabulary.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClozeMasker {
+    pub pad: u32,
+    pub mask_token: u32,
+    /// Proportion of non-padding positions to mask.
+    pub p: f64,
+    pub max_predictions: usize,
+    pub style: MaskStyle,
+    /// Where random replacement tokens are drawn from.
+    pub random_range: std::ops::RangeInclusive<u32>,
+}
+
+impl ClozeMasker {
+    /// Choose `max(1, round(p * n))` of the `n` non-padding positions (capped by
+    /// `max_predictions`) uniformly without replacement, as BERT's
+    /// `create_masked_lm_predictions` does. Padding is never chosen.
+    pub fn mask<R: Rng>(&self, seq: &[u32], rng: &mut R) -> Masked {
+        let mut candidates: Vec<usize> = (0..seq.len()).filter(|&i| seq[i] != self.pad).collect();
+        let mut input = seq.to_vec();
+        if candidates.is_empty() {
+            return Masked {
+                input,
+                targets: vec![],
+            };
         }
+        let n = ((self.p * candidates.len() as f64).round() as usize)
+            .max(1)
+            .min(self.max_predictions.max(1))
+            .min(candidates.len());
+        candidates.shuffle(rng);
+        let mut chosen: Vec<usize> = candidates[..n].to_vec();
+        chosen.sort_unstable();
+        let mut targets = Vec::with_capacity(n);
+        for i in chosen {
+            targets.push((i, seq[i]));
+            let u: f64 = rng.random();
+            if u < self.style.mask_token_prob {
+                input[i] = self.mask_token;
+            } else if u < self.style.mask_token_prob + self.style.random_token_prob {
+                input[i] = rng.random_range(self.random_range.clone());
+            }
+        }
+        Masked { input, targets }
     }
-    Masked { input, targets }
 }
 
 /// Mask only the last non-padding position (BERT4Rec's extra training sequences that match the

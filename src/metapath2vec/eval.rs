@@ -351,13 +351,19 @@ pub fn cluster_nmi(data: &Labelled, runs: usize, seed: u64) -> f64 {
         / runs as f64
 }
 
-/// The `k` nodes most similar to `query` by cosine similarity (the query excluded).
-pub fn most_similar(emb: &NamedEmbeddings, query: usize, k: usize) -> Vec<(usize, f32)> {
+/// The `k` nodes most similar to `query` by cosine similarity (the query excluded), optionally
+/// only nodes whose token starts with the type code `only`.
+pub fn most_similar(
+    emb: &NamedEmbeddings,
+    query: usize,
+    k: usize,
+    only: Option<char>,
+) -> Vec<(usize, f32)> {
     let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     let q = emb.row(query);
     let qn = norm(q);
     let mut scored: Vec<(usize, f32)> = (0..emb.names.len())
-        .filter(|&i| i != query)
+        .filter(|&i| i != query && only.is_none_or(|c| emb.names[i].starts_with(c)))
         .map(|i| {
             let r = emb.row(i);
             (i, super::model::dot(q, r) / (qn * norm(r)))

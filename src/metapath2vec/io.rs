@@ -4,26 +4,39 @@
 use super::eval::NamedEmbeddings;
 use crate::core::checkpoint::{load_safetensors, save_safetensors};
 use crate::core::error::InputError;
-use crate::core::run::write_atomic;
 use anyhow::{bail, Context, Result};
 use burn::tensor::TensorData;
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::Path;
 
 /// Write `.txt` as word2vec text, anything else as safetensors. Atomic.
 pub fn save(path: &Path, emb: &NamedEmbeddings) -> Result<()> {
     if path.extension().is_some_and(|e| e == "txt") {
-        let mut s = String::with_capacity(emb.names.len() * (emb.dim * 10 + 16));
-        writeln!(s, "{} {}", emb.names.len(), emb.dim)?;
-        for (i, name) in emb.names.iter().enumerate() {
-            s.push_str(name);
-            for v in emb.row(i) {
-                write!(s, " {v}")?;
+        // Streamed to a temporary sibling, then renamed: never a half-written file, and no
+        // second copy of the vectors as text in memory.
+        let tmp = path.with_extension("txt.tmp");
+        {
+            let f = std::fs::File::create(&tmp)
+                .with_context(|| format!("cannot write {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            writeln!(w, "{} {}", emb.names.len(), emb.dim)?;
+            let mut line = String::new();
+            for (i, name) in emb.names.iter().enumerate() {
+                line.clear();
+                line.push_str(name);
+                for v in emb.row(i) {
+                    write!(line, " {v}")?;
+                }
+                line.push('\n');
+                w.write_all(line.as_bytes())?;
             }
-            s.push('\n');
+            w.flush()?;
         }
-        write_atomic(path, s.as_bytes())
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename into {}", path.display()))?;
+        Ok(())
     } else {
         let data = TensorData::new(emb.vectors.clone(), [emb.names.len(), emb.dim]);
         let meta = HashMap::from([

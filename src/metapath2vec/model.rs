@@ -41,11 +41,55 @@ impl SharedMatrix {
         &self.data[r * self.dim..(r + 1) * self.dim]
     }
 
+    /// Ask the CPU to start fetching row `r` into cache. Rows are picked at random (negative
+    /// samples), so their loads miss; issuing every row of an update before using any lets the
+    /// misses overlap.
+    #[inline]
+    pub fn prefetch(&self, r: usize) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            let row = self.row(r);
+            for line in (0..row.len()).step_by(16) {
+                let p = row[line..].as_ptr() as *const i8;
+                // SAFETY: a prefetch is a hint that never faults; `p` points into `row`.
+                #[allow(unused_unsafe)]
+                unsafe {
+                    _mm_prefetch::<_MM_HINT_T0>(p)
+                };
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = r;
+    }
+
     /// Copy row `r` into `out`.
     #[inline]
     pub fn load(&self, r: usize, out: &mut [f32]) {
         for (o, a) in out.iter_mut().zip(self.row(r)) {
             *o = f32::from_bits(a.load(Relaxed));
+        }
+    }
+
+    /// One negative-sampling update against row `r`, fused into a single pass: with
+    /// `f = l1 . row`, `g = grad(f)`, then `neu1e += g * row` and `row += g * l1`.
+    #[inline]
+    pub fn sgd_pair(
+        &self,
+        r: usize,
+        l1: &[f32],
+        neu1e: &mut [f32],
+        buf: &mut [f32],
+        grad: impl Fn(f32) -> f32,
+    ) {
+        self.load(r, buf);
+        let g = grad(dot(l1, buf));
+        if g == 0.0 {
+            return;
+        }
+        axpy(neu1e, g, buf);
+        for ((a, &v), &x) in self.row(r).iter().zip(buf.iter()).zip(l1) {
+            a.store((v + g * x).to_bits(), Relaxed);
         }
     }
 
@@ -135,9 +179,11 @@ impl AliasTable {
         })
     }
 
+    /// Draw with two uniform numbers: `u1` picks a column (multiply-shift, no division), `u2`
+    /// in [0, 1) chooses between it and its alias.
     #[inline]
-    pub fn sample(&self, u1: u64, u2: f32) -> u32 {
-        let i = (u1 % self.prob.len() as u64) as usize;
+    pub fn sample(&self, u1: u32, u2: f32) -> u32 {
+        let i = ((u1 as u64 * self.prob.len() as u64) >> 32) as usize;
         let j = if u2 < self.prob[i] {
             i
         } else {
@@ -181,4 +227,42 @@ impl Sigmoid {
             label - self.table[idx.min(EXP_TABLE_SIZE - 1)]
         }
     }
+}
+
+/// A small, fast generator for the SGD hot loop (SplitMix64). Not for anything that needs
+/// statistical strength beyond sampling windows and negatives.
+#[derive(Debug, Clone)]
+pub struct FastRng(u64);
+
+impl FastRng {
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+    #[inline]
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        crate::core::rng::mix(self.0)
+    }
+    /// Two independent 32-bit halves.
+    #[inline]
+    pub fn pair(&mut self) -> (u32, u32) {
+        let x = self.next_u64();
+        ((x >> 32) as u32, x as u32)
+    }
+    /// Uniform in [0, 1).
+    #[inline]
+    pub fn unit_f64(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+    }
+    /// Uniform in 0..n.
+    #[inline]
+    pub fn below(&mut self, n: usize) -> usize {
+        (((self.next_u64() >> 32) * n as u64) >> 32) as usize
+    }
+}
+
+/// Uniform f32 in [0, 1) from 32 random bits.
+#[inline]
+pub fn unit_f32(bits: u32) -> f32 {
+    (bits >> 8) as f32 * (1.0 / (1u32 << 24) as f32)
 }

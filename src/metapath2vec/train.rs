@@ -2,11 +2,9 @@
 //! processed, random window shrinking, optional subsampling), lock-free across threads.
 
 use super::config::{Metapath2VecConfig, NegativeType, Variant};
-use super::model::{axpy, dot, AliasTable, SharedMatrix, Sigmoid};
+use super::model::{unit_f32, AliasTable, FastRng, SharedMatrix, Sigmoid};
 use super::walk::Walks;
 use crate::core::rng::{derive_seed, rng_for};
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -26,7 +24,21 @@ pub struct TrainStats {
     pub words: u64,
     pub seconds: f64,
     pub words_per_second: f64,
+    /// CPU time (user + system, all threads) spent in training, and words per CPU-second.
+    pub cpu_seconds: f64,
+    pub words_per_cpu_second: f64,
     pub threads: usize,
+}
+
+/// User + system CPU time of this process so far, in seconds.
+pub fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage writes into the zeroed struct we pass and has no other effect.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return f64::NAN;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Negative-sampling tables: one over all nodes and, for metapath2vec++, one per node type.
@@ -54,12 +66,13 @@ impl NoiseTables {
     }
 
     #[inline]
-    fn draw(&self, ty: Option<u8>, rng: &mut StdRng) -> u32 {
+    fn draw(&self, ty: Option<u8>, rng: &mut FastRng) -> u32 {
         let table = match ty {
             Some(t) => self.per_type[t as usize].as_ref().unwrap_or(&self.all),
             None => &self.all,
         };
-        table.sample(rng.random::<u64>(), rng.random::<f32>())
+        let (a, b) = rng.pair();
+        table.sample(a, unit_f32(b))
     }
 }
 
@@ -93,6 +106,7 @@ pub fn train(
     let processed = AtomicU64::new(0);
     let threads = threads.max(1);
     let started = std::time::Instant::now();
+    let cpu_start = process_cpu_seconds();
 
     // Each thread takes a contiguous share of the walks, as word2vec splits its file.
     let shares: Vec<(usize, usize)> = (0..threads)
@@ -100,13 +114,14 @@ pub fn train(
         .collect();
     let work = |tid: usize| {
         let (lo, hi) = shares[tid];
-        let mut rng = StdRng::seed_from_u64(derive_seed(cfg.seed, STREAM_SGD, tid as u64));
+        let mut rng = FastRng::new(derive_seed(cfg.seed, STREAM_SGD, tid as u64));
         let mut l1 = vec![0f32; d];
         let mut neu1e = vec![0f32; d];
         let mut out = vec![0f32; d];
         let mut local_words = 0u64;
         let mut alpha = cfg.alpha as f32;
         let mut kept: Vec<u32> = Vec::with_capacity(cfg.walk_length.max(16));
+        let mut targets: Vec<(u32, f32)> = Vec::with_capacity(cfg.negatives + 1);
         for _epoch in 0..cfg.epochs {
             for wi in lo..hi {
                 let walk = walks.get(wi);
@@ -116,7 +131,7 @@ pub fn train(
                         let f = counts[w as usize] as f64;
                         let s = cfg.sample * total_count;
                         let keep = ((f / s).sqrt() + 1.0) * s / f;
-                        if keep < rng.random::<f64>() {
+                        if keep < rng.unit_f64() {
                             continue;
                         }
                     }
@@ -131,7 +146,7 @@ pub fn train(
                     alpha = (cfg.alpha * (1.0 - frac)).max(cfg.alpha * 1e-4) as f32;
                 }
                 for (i, &center) in kept.iter().enumerate() {
-                    let b = rng.random_range(0..cfg.window.max(1));
+                    let b = rng.below(cfg.window.max(1));
                     let reach = cfg.window - b;
                     let from = i.saturating_sub(reach);
                     let to = (i + reach).min(kept.len() - 1);
@@ -151,20 +166,22 @@ pub fn train(
                                 Some(node_type[center as usize])
                             }
                         };
-                        for k in 0..=cfg.negatives {
-                            let (target, label) = if k == 0 {
-                                (ctx, 1.0)
-                            } else {
-                                let t = noise.draw(neg_type, &mut rng);
-                                if t == ctx {
-                                    continue;
-                                }
-                                (t, 0.0)
-                            };
-                            syn1.load(target as usize, &mut out);
-                            let g = sigmoid.grad(dot(&l1, &out), label) * alpha;
-                            axpy(&mut neu1e, g, &out);
-                            syn1.add_scaled(target as usize, g, &l1);
+                        // Draw every target first and prefetch their rows, then update.
+                        targets.clear();
+                        targets.push((ctx, 1.0f32));
+                        for _ in 0..cfg.negatives {
+                            let t = noise.draw(neg_type, &mut rng);
+                            if t != ctx {
+                                targets.push((t, 0.0));
+                            }
+                        }
+                        for &(t, _) in &targets {
+                            syn1.prefetch(t as usize);
+                        }
+                        for &(target, label) in &targets {
+                            syn1.sgd_pair(target as usize, &l1, &mut neu1e, &mut out, |f| {
+                                sigmoid.grad(f, label) * alpha
+                            });
                         }
                         syn0.add_scaled(center as usize, 1.0, &neu1e);
                     }
@@ -184,6 +201,7 @@ pub fn train(
         pool.install(|| (0..threads).into_par_iter().for_each(work));
     }
     let seconds = started.elapsed().as_secs_f64();
+    let cpu_seconds = process_cpu_seconds() - cpu_start;
     let words = processed.load(Ordering::Relaxed);
     (
         Embeddings {
@@ -194,6 +212,8 @@ pub fn train(
             words,
             seconds,
             words_per_second: words as f64 / seconds.max(1e-9),
+            cpu_seconds,
+            words_per_cpu_second: words as f64 / cpu_seconds.max(1e-9),
             threads,
         },
     )
@@ -202,6 +222,6 @@ pub fn train(
 /// The negatives a `plusplus` run would draw for a predicted node, for tests: `draws` samples of
 /// the noise distribution used for a context node of type `ty`.
 pub fn sample_negatives(noise: &NoiseTables, ty: Option<u8>, draws: usize, seed: u64) -> Vec<u32> {
-    let mut rng = rng_for(seed, STREAM_SGD, 999);
+    let mut rng = FastRng::new(derive_seed(seed, STREAM_SGD, 999));
     (0..draws).map(|_| noise.draw(ty, &mut rng)).collect()
 }
