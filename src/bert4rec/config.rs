@@ -121,7 +121,7 @@ impl Default for TrainConfig {
             mask_last_extra: true,
             sliding_window: 0.1,
             batch_size: 256,
-            micro_batch: 0,
+            micro_batch: 256,
             dupe_factor: 1,
             length_bucketing: true,
             lr: 1e-4,
