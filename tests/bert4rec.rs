@@ -310,6 +310,74 @@ fn tessera() -> Command {
 }
 
 #[test]
+fn killed_training_resumes_to_the_uninterrupted_result() {
+    let d = tempfile::tempdir().unwrap();
+    let mut text = String::new();
+    for u in 0..500 {
+        for t in 0..20 {
+            text += &format!("u{u},i{},{t}\n", (u * 7 + t) % 40);
+        }
+    }
+    let data = write(d.path(), "rule.csv", &text);
+    let cfg = write(
+        d.path(),
+        "c.toml",
+        "[model]\nhidden = 32\nintermediate = 128\nmax_len = 20\n[train]\nbatch_size = 32\nmax_epochs = 8\npatience = 100\n",
+    );
+    let args = |run: &Path| {
+        let mut c = tessera();
+        c.args(["bert4rec", "train", "--json", "--threads", "1", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&cfg)
+            .arg("--run-dir")
+            .arg(run);
+        c
+    };
+    let full = d.path().join("full");
+    assert!(args(&full).output().unwrap().status.success());
+
+    // Start again, kill -9 once two epochs are logged, then resume.
+    let killed = d.path().join("killed");
+    let mut child = args(&killed)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = killed.join("metrics.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let n = std::fs::read_to_string(&metrics)
+            .map(|t| t.lines().count())
+            .unwrap_or(0);
+        if n >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let (_, meta) = load_safetensors(&killed.join(CHECKPOINT)).unwrap();
+    let at: usize = meta["epoch"].parse().unwrap();
+    assert!((1..8).contains(&at), "killed after epoch {at}");
+    let mut resume = args(&killed);
+    resume.arg("--resume");
+    let out = resume.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let (a, _) = load_safetensors(&full.join(CHECKPOINT)).unwrap();
+    let (b, mb) = load_safetensors(&killed.join(CHECKPOINT)).unwrap();
+    assert_eq!(mb["epoch"], "8");
+    for (k, v) in &a {
+        assert_eq!(v, &b[k], "tensor {k} differs after kill and resume");
+    }
+}
+
+#[test]
 fn cli_reports_bad_input_with_nonzero_exit() {
     let d = tempfile::tempdir().unwrap();
     let bad = write(d.path(), "bad.csv", "a,x,3\nb,y\n");
