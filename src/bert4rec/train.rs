@@ -9,6 +9,7 @@ use crate::core::dropout::seed_dropout;
 use crate::core::masking::{mask_last, ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Schedule};
 use crate::core::progress;
+use crate::core::resources::peak_rss_mib;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
 use anyhow::{Context, Result};
@@ -64,14 +65,6 @@ pub struct TrainSummary {
     pub last_epoch_loss: f64,
     /// Peak resident memory of the process so far (Linux), in MiB.
     pub peak_rss_mib: Option<f64>,
-}
-
-/// Peak resident set size of this process (`VmHWM`), in MiB; `None` off Linux.
-pub fn peak_rss_mib() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib / 1024.0)
 }
 
 /// Training sequences of one epoch: windows of each user's history, masked.

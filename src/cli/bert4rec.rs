@@ -173,24 +173,17 @@ fn resolve_config(a: &TrainArgs) -> Result<Bert4RecConfig> {
     if let Some(v) = a.seed {
         cfg.seed = v;
     }
-    macro_rules! set {
-        ($field:expr, $v:expr) => {
-            if let Some(v) = $v {
-                $field = v;
-            }
-        };
-    }
-    set!(t.max_epochs, a.epochs);
-    set!(t.patience, a.patience);
-    set!(t.lr, a.lr);
-    set!(t.warmup_steps, a.warmup_steps);
-    set!(t.batch_size, a.batch_size);
-    set!(t.mask_prob, a.mask_prob);
-    set!(t.sampled_negatives, a.sampled_negatives);
-    set!(m.max_len, a.max_len);
-    set!(m.layers, a.layers);
-    set!(m.heads, a.heads);
-    set!(cfg.data.min_user_count, a.min_user_count);
+    set_if_some!(t.max_epochs, a.epochs);
+    set_if_some!(t.patience, a.patience);
+    set_if_some!(t.lr, a.lr);
+    set_if_some!(t.warmup_steps, a.warmup_steps);
+    set_if_some!(t.batch_size, a.batch_size);
+    set_if_some!(t.mask_prob, a.mask_prob);
+    set_if_some!(t.sampled_negatives, a.sampled_negatives);
+    set_if_some!(m.max_len, a.max_len);
+    set_if_some!(m.layers, a.layers);
+    set_if_some!(m.heads, a.heads);
+    set_if_some!(cfg.data.min_user_count, a.min_user_count);
     if let Some(l) = a.loss {
         t.loss = match l {
             LossArg::Full => LossKind::Full,

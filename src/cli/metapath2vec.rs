@@ -262,21 +262,14 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     tessera::core::device::set_threads(Some(threads));
     let mut cfg = base_config(&a.graph)?;
-    macro_rules! set {
-        ($f:expr, $v:expr) => {
-            if let Some(v) = $v {
-                $f = v;
-            }
-        };
-    }
-    set!(cfg.variant, a.variant);
-    set!(cfg.negative_type, a.negative_type);
-    set!(cfg.dim, a.dim);
-    set!(cfg.window, a.window);
-    set!(cfg.negatives, a.negatives);
-    set!(cfg.epochs, a.epochs);
-    set!(cfg.alpha, a.alpha);
-    set!(cfg.sample, a.sample);
+    set_if_some!(cfg.variant, a.variant);
+    set_if_some!(cfg.negative_type, a.negative_type);
+    set_if_some!(cfg.dim, a.dim);
+    set_if_some!(cfg.window, a.window);
+    set_if_some!(cfg.negatives, a.negatives);
+    set_if_some!(cfg.epochs, a.epochs);
+    set_if_some!(cfg.alpha, a.alpha);
+    set_if_some!(cfg.sample, a.sample);
     anyhow::ensure!(
         cfg.dim > 0 && cfg.window > 0,
         "--dim and --window must be positive"
@@ -318,7 +311,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             .collect(),
     };
     io::save(&a.output, &out)?;
-    let peak = tessera::bert4rec::train::peak_rss_mib();
+    let peak = tessera::core::resources::peak_rss_mib();
     if a.common.json {
         println!(
             "{}",

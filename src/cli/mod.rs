@@ -1,5 +1,14 @@
 //! Command-line interface: `tessera <model> <verb>`.
 
+/// `set_if_some!(config.field, flag)`: a command-line flag, when given, overrides the config.
+macro_rules! set_if_some {
+    ($field:expr, $value:expr) => {
+        if let Some(v) = $value {
+            $field = v;
+        }
+    };
+}
+
 mod bert4rec;
 mod metapath2vec;
 

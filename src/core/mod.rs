@@ -13,5 +13,6 @@ pub mod masking;
 pub mod metrics;
 pub mod optim;
 pub mod progress;
+pub mod resources;
 pub mod rng;
 pub mod run;

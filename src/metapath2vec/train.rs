@@ -4,6 +4,7 @@
 use super::config::{Metapath2VecConfig, NegativeType, Variant};
 use super::model::{unit_f32, AliasTable, FastRng, SharedMatrix, Sigmoid};
 use super::walk::Walks;
+use crate::core::resources::process_cpu_seconds;
 use crate::core::rng::{derive_seed, rng_for};
 use rayon::prelude::*;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,17 +29,6 @@ pub struct TrainStats {
     pub cpu_seconds: f64,
     pub words_per_cpu_second: f64,
     pub threads: usize,
-}
-
-/// User + system CPU time of this process so far, in seconds.
-pub fn process_cpu_seconds() -> f64 {
-    // SAFETY: getrusage writes into the zeroed struct we pass and has no other effect.
-    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
-        return f64::NAN;
-    }
-    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    tv(ru.ru_utime) + tv(ru.ru_stime)
 }
 
 /// Negative-sampling tables: one over all nodes and, for metapath2vec++, one per node type.
