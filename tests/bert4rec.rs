@@ -1,7 +1,9 @@
 //! BERT4Rec: readers, preprocessing, training on real MovieLens-100k, resume, and the CLI.
 
 use burn::tensor::Device;
-use std::io::Write;
+mod common;
+
+use common::write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tessera::bert4rec::config::Bert4RecConfig;
@@ -15,15 +17,6 @@ use tessera::core::run::RunDir;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    p
-}
 
 fn ml100k() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/ml-100k/ml-100k.inter");

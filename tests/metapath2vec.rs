@@ -2,8 +2,10 @@
 //! plusplus negatives have the predicted type, embeddings recover planted communities, bad input
 //! is reported with file and line, and single-thread training repeats exactly.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::write;
+use std::path::Path;
 use std::process::Command;
 use tessera::metapath2vec::config::{Metapath2VecConfig, Variant};
 use tessera::metapath2vec::data::{read_aminer, read_edge_list, read_graph, GraphBuilder};
@@ -11,15 +13,6 @@ use tessera::metapath2vec::eval::{classify, cluster_nmi, join, nmi, NamedEmbeddi
 use tessera::metapath2vec::model::AliasTable;
 use tessera::metapath2vec::train::{node_counts, sample_negatives, train, NoiseTables};
 use tessera::metapath2vec::walk::{generate, parse_metapath, read_walks, write_walks, WalkConfig};
-
-fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
-    let p = dir.join(name);
-    std::fs::File::create(&p)
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    p
-}
 
 /// A bibliographic graph with `k` planted communities: each community has its own venues, and
 /// authors publish (almost always) in their community's venues.
@@ -58,8 +51,8 @@ fn planted(
 #[test]
 fn walks_follow_their_metapath_and_stop_at_dead_ends() {
     let d = tempfile::tempdir().unwrap();
-    // a1-p1-v1, a2-p1, a3 has a paper with no venue (dead end for APVPA), a4 is isolated-ish:
-    // only connected to a venue directly? (no: author with no paper) -> its own edge to nothing.
+    // a1 and a2 share p1 (venue v1), a1 also wrote p2 (v2); a3's paper p3 has no venue (a dead
+    // end after A-P); a5 and a6 are linked to each other but to no paper (isolated for APVPA).
     let p = write(
         d.path(),
         "g.tsv",
