@@ -257,6 +257,9 @@ fn interrupted_and_resumed_training_equals_uninterrupted() {
 fn sampled_softmax_training_learns_a_sequential_rule() {
     // 500 users whose next item is always the previous one + 1 (mod 40). With seen items
     // removed about 21 candidates remain, so chance HR@10 is ~0.48 (popularity: ~0.58).
+    // Known: on this task sampled-softmax training is seed-sensitive (with 10 negatives, seed 3
+    // of seeds 1-4 stayed at the uniform solution; the full softmax learned with all four), so
+    // the test fixes the seed (the default, 0).
     let d = tempfile::tempdir().unwrap();
     let mut text = String::new();
     for u in 0..500 {
@@ -274,7 +277,7 @@ fn sampled_softmax_training_learns_a_sequential_rule() {
     cfg.train.loss = tessera::bert4rec::config::LossKind::Sampled;
     cfg.train.sampled_negatives = 10;
     cfg.train.batch_size = 32;
-    cfg.train.max_epochs = 10;
+    cfg.train.max_epochs = 20;
     cfg.train.patience = 100;
     let run_dir = tempfile::tempdir().unwrap();
     let run = RunDir::create(run_dir.path()).unwrap();

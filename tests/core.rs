@@ -361,3 +361,34 @@ fn checkpoint_round_trip_uses_pytorch_layout_and_names() {
     assert!(err.contains("intermediate.dense.weight"), "{err}");
     let _ = enc.num_params();
 }
+
+#[test]
+fn dropout_drops_the_asked_fraction_rescales_and_repeats_for_a_seed() {
+    use tessera::core::dropout::{seed_dropout, Dropout};
+    let dev = Device::flex();
+    let drop = Dropout::new(0.2);
+    // identity off the training (autodiff) device
+    let x = Tensor::<2>::ones([100, 1000], &dev);
+    let y: Vec<f32> = drop.forward(x).into_data().try_to_vec().unwrap();
+    assert!(y.iter().all(|&v| v == 1.0));
+
+    let ad = dev.autodiff();
+    seed_dropout(5);
+    let y1: Vec<f32> = drop
+        .forward(Tensor::<2>::ones([100, 1000], &ad))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let zeros = y1.iter().filter(|&&v| v == 0.0).count() as f64 / y1.len() as f64;
+    assert!((zeros - 0.2).abs() < 0.01, "dropped {zeros}");
+    assert!(y1.iter().all(|&v| v == 0.0 || (v - 1.25).abs() < 1e-6));
+    let mean = y1.iter().map(|&v| v as f64).sum::<f64>() / y1.len() as f64;
+    assert!((mean - 1.0).abs() < 0.02, "mean {mean}");
+    seed_dropout(5);
+    let y2: Vec<f32> = drop
+        .forward(Tensor::<2>::ones([100, 1000], &ad))
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert_eq!(y1, y2);
+}

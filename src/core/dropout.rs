@@ -46,17 +46,20 @@ impl Dropout {
         let call = CALLS.fetch_add(1, Ordering::Relaxed);
         let key = mix(SEED.load(Ordering::Relaxed) ^ mix(call.wrapping_add(0x5EED)));
         let keep = 1.0 - self.prob;
-        // Keep element i when its 32-bit draw falls below keep * 2^32.
+        // Keep an element when its 32-bit draw falls below keep * 2^32; one SplitMix64 output
+        // gives the draws of two neighbouring elements.
         let threshold = (keep * 4_294_967_296.0) as u64;
         let scale = (1.0 / keep) as f32;
         let mut mask = vec![0f32; n];
         mask.par_chunks_mut(4096)
             .enumerate()
             .for_each(|(c, chunk)| {
-                let base = (c * 4096) as u64;
-                for (j, m) in chunk.iter_mut().enumerate() {
-                    let r = mix(key ^ (base + j as u64)) >> 32;
-                    *m = if r < threshold { scale } else { 0.0 };
+                let base = (c * 2048) as u64;
+                for (j, pair) in chunk.chunks_mut(2).enumerate() {
+                    let r = mix(key ^ (base + j as u64));
+                    for (m, draw) in pair.iter_mut().zip([r >> 32, r & 0xFFFF_FFFF]) {
+                        *m = if draw < threshold { scale } else { 0.0 };
+                    }
                 }
             });
         let device = x.device();
