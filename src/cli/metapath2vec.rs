@@ -164,15 +164,9 @@ fn base_config(g: &GraphArgs) -> Result<Metapath2VecConfig> {
         }
         None => Metapath2VecConfig::default(),
     };
-    if let Some(v) = g.walks_per_node {
-        cfg.walks_per_node = v;
-    }
-    if let Some(v) = g.walk_length {
-        cfg.walk_length = v;
-    }
-    if let Some(v) = g.seed {
-        cfg.seed = v;
-    }
+    set_if_some!(cfg.walks_per_node, g.walks_per_node);
+    set_if_some!(cfg.walk_length, g.walk_length);
+    set_if_some!(cfg.seed, g.seed);
     anyhow::ensure!(cfg.walk_length >= 2, "--walk-length must be at least 2");
     Ok(cfg)
 }
@@ -300,8 +294,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let (emb, stats) = train(&walks, &node_type, num_types, &cfg, threads, &|w| pb.inc(w));
     pb.finish_and_clear();
     // Nodes that never occur in a walk keep their random initial vector: leave them out.
-    let counts = tessera::metapath2vec::train::node_counts(&walks, names.len());
-    let keep: Vec<usize> = (0..names.len()).filter(|&i| counts[i] > 0).collect();
+    let keep: Vec<usize> = (0..names.len()).filter(|&i| emb.counts[i] > 0).collect();
     let out = NamedEmbeddings {
         names: keep.iter().map(|&i| names[i].clone()).collect(),
         dim: emb.dim,

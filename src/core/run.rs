@@ -55,6 +55,15 @@ impl RunDir {
 
 /// Write `bytes` to `path` so that a reader never sees a half-written file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| Ok(w.write_all(bytes)?))
+}
+
+/// Stream into a temporary sibling of `path` through `fill`, then rename it into place: a crash
+/// or an error never leaves a half-written `path`.
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> Result<()>,
+) -> Result<()> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     let name = path
         .file_name()
@@ -62,9 +71,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     {
-        let mut f =
+        let f =
             fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-        f.write_all(bytes)?;
+        let mut w = std::io::BufWriter::new(f);
+        if let Err(e) = fill(&mut w) {
+            drop(w);
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        let f = w.into_inner().map_err(|e| e.into_error())?;
         f.sync_all()?;
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;

@@ -252,6 +252,12 @@ fn latin1(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
+/// UTF-8 when the bytes are valid UTF-8 (what we write), otherwise Latin-1 (the AMiner files
+/// and the authors' tool).
+pub fn decode_text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| latin1(e.as_bytes()))
+}
+
 fn lines_of(path: &Path) -> Result<Vec<String>> {
     let bytes = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
     Ok(bytes

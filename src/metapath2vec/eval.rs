@@ -2,6 +2,7 @@
 //! training fractions 5%..90%, 10 repeats), k-means clustering scored by NMI (10 runs), and
 //! nearest-neighbour search by cosine similarity.
 
+use super::data::decode_text;
 use crate::core::error::InputError;
 use crate::core::metrics::f1_scores;
 use crate::core::rng::rng_for;
@@ -43,8 +44,7 @@ impl NamedEmbeddings {
 /// listed is the movie's single label (node name `m<item_id>`).
 pub fn read_labels(path: &Path) -> Result<Vec<(String, String)>> {
     let text = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let text: String = String::from_utf8(text)
-        .unwrap_or_else(|e| e.into_bytes().iter().map(|&b| b as char).collect());
+    let text = decode_text(text);
     let mut out = Vec::new();
     if path.extension().is_some_and(|e| e == "item") {
         let mut lines = text.lines();
@@ -287,8 +287,9 @@ pub fn kmeans<R: Rng>(x: &[Vec<f64>], k: usize, iters: usize, rng: &mut R) -> Ve
         let mut changed = false;
         for (i, p) in x.iter().enumerate() {
             let best = (0..k)
-                .min_by(|&a, &b| dist(p, &centers[a]).total_cmp(&dist(p, &centers[b])))
-                .unwrap_or(0);
+                .map(|c| (c, dist(p, &centers[c])))
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .map_or(0, |(c, _)| c);
             if best != assign[i] {
                 assign[i] = best;
                 changed = true;

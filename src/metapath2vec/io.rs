@@ -4,23 +4,18 @@
 use super::eval::NamedEmbeddings;
 use crate::core::checkpoint::{load_safetensors, save_safetensors};
 use crate::core::error::InputError;
+use crate::core::run::write_atomic_with;
 use anyhow::{bail, Context, Result};
 use burn::tensor::TensorData;
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
 use std::path::Path;
 
 /// Write `.txt` as word2vec text, anything else as safetensors. Atomic.
 pub fn save(path: &Path, emb: &NamedEmbeddings) -> Result<()> {
     if path.extension().is_some_and(|e| e == "txt") {
-        // Streamed to a temporary sibling, then renamed: never a half-written file, and no
-        // second copy of the vectors as text in memory.
-        let tmp = path.with_extension("txt.tmp");
-        {
-            let f = std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot write {}", tmp.display()))?;
-            let mut w = std::io::BufWriter::new(f);
+        // Streamed: no second copy of the vectors as text in memory.
+        write_atomic_with(path, |w| {
             writeln!(w, "{} {}", emb.names.len(), emb.dim)?;
             let mut line = String::new();
             for (i, name) in emb.names.iter().enumerate() {
@@ -32,11 +27,8 @@ pub fn save(path: &Path, emb: &NamedEmbeddings) -> Result<()> {
                 line.push('\n');
                 w.write_all(line.as_bytes())?;
             }
-            w.flush()?;
-        }
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename into {}", path.display()))?;
-        Ok(())
+            Ok(())
+        })
     } else {
         let data = TensorData::new(emb.vectors.clone(), [emb.names.len(), emb.dim]);
         let meta = HashMap::from([

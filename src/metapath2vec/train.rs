@@ -14,10 +14,12 @@ const STREAM_SGD: u64 = 32;
 /// Words between learning-rate updates (word2vec: 10,000).
 const LR_UPDATE_EVERY: u64 = 10_000;
 
-/// Trained input vectors (the embeddings) of every node.
+/// Trained input vectors (the embeddings) of every node, and how often each node occurs in the
+/// walks (a node that never occurs keeps its random initial vector).
 pub struct Embeddings {
     pub dim: usize,
     pub vectors: Vec<f32>,
+    pub counts: Vec<u64>,
 }
 
 #[derive(Debug, Clone, serde::Serialize)]
@@ -197,6 +199,7 @@ pub fn train(
         Embeddings {
             dim: d,
             vectors: syn0.to_vec(),
+            counts,
         },
         TrainStats {
             words,

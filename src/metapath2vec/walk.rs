@@ -3,12 +3,14 @@
 //! such a neighbour stops there. Schemes are cyclic (first type = last type), so a walk of any
 //! length repeats the scheme.
 
+use super::data::decode_text;
 use super::data::Graph;
 use crate::core::rng::{derive_seed, rng_for};
+use crate::core::run::write_atomic_with;
 use anyhow::{bail, Context, Result};
 use rand::Rng;
 use rayon::prelude::*;
-use std::io::{BufRead, BufWriter, Write};
+use std::io::BufRead;
 use std::path::Path;
 
 const STREAM_WALK: u64 = 21;
@@ -164,11 +166,7 @@ pub fn generate(graph: &Graph, metapaths: &[MetaPath], cfg: &WalkConfig) -> (Wal
 
 /// Write walks in the original tool's format: one walk per line, tokens separated by spaces.
 pub fn write_walks(path: &Path, graph: &Graph, walks: &Walks) -> Result<()> {
-    let tmp = path.with_extension("tmp-walks");
-    {
-        let f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        let mut w = BufWriter::new(f);
+    write_atomic_with(path, |w| {
         for walk in walks.iter() {
             for (i, &n) in walk.iter().enumerate() {
                 if i > 0 {
@@ -178,10 +176,8 @@ pub fn write_walks(path: &Path, graph: &Graph, walks: &Walks) -> Result<()> {
             }
             w.write_all(b"\n")?;
         }
-        w.flush()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
+        Ok(())
+    })
 }
 
 /// A vocabulary built from a walk file: tokens in order of first appearance; a token's type is
@@ -206,8 +202,7 @@ pub fn read_walks(path: &Path) -> Result<(Vocab, Walks)> {
     for (i, line) in std::io::BufReader::new(f).split(b'\n').enumerate() {
         let line = line?;
         // UTF-8 (what we write); otherwise Latin-1 (the AMiner files and the original tool).
-        let line = String::from_utf8(line)
-            .unwrap_or_else(|e| e.into_bytes().iter().map(|&b| b as char).collect());
+        let line = decode_text(line);
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
             continue;
