@@ -3,7 +3,9 @@
 
 Writes tests/fixtures/encoder_reference.json: random weights (PyTorch layout, [out, in]), an
 input batch with key padding, and the outputs of torch.nn.MultiheadAttention and
-torch.nn.TransformerEncoderLayer (post-norm and pre-norm, GELU, no dropout).
+torch.nn.TransformerEncoderLayer (post-norm and pre-norm, GELU, no dropout); for the layers also
+the gradients of sum(output * probe) with respect to the input and the feed-forward weight;
+exact GELU and its derivative on a sweep; softmax cross-entropy and its gradient.
 
     python3 -m venv .venv && .venv/bin/pip install torch numpy
     .venv/bin/python scripts/make_fixtures.py
@@ -47,6 +49,7 @@ out["attention"] = {
     "output": t(attn_out),
 }
 
+layers = {}
 for name, norm_first in [("post_norm", False), ("pre_norm", True)]:
     layer = torch.nn.TransformerEncoderLayer(
         D, H, dim_feedforward=FF, dropout=0.0, activation="gelu",
@@ -84,6 +87,41 @@ for name, norm_first in [("post_norm", False), ("pre_norm", True)]:
         },
         "output": t(y),
     }
+    layers[name] = (layer, norm_first)
+
+# Gradients, from a generator of their own so that the values above stay as they were.
+g = torch.Generator().manual_seed(1)
+probe = torch.randn(B, L, D, generator=g)
+out["probe"] = t(probe)
+for name, (layer, norm_first) in layers.items():
+    sa = layer.self_attn
+    xg = x.clone().requires_grad_(True)
+    def block(z):
+        return sa(z, z, z, key_padding_mask=pad, need_weights=False)[0]
+    def ff(z):
+        return layer.linear2(torch.nn.functional.gelu(layer.linear1(z)))
+    if norm_first:
+        a = xg + block(layer.norm1(xg))
+        y = a + ff(layer.norm2(a))
+    else:
+        a = layer.norm1(xg + block(xg))
+        y = layer.norm2(a + ff(a))
+    layer.zero_grad()
+    (y * probe).sum().backward()
+    out[name]["grad_input"] = t(xg.grad)
+    out[name]["grad_intermediate_weight"] = t(layer.linear1.weight.grad)
+
+xs = torch.linspace(-6.0, 6.0, 241, dtype=torch.float64).requires_grad_(True)
+ys = torch.nn.functional.gelu(xs)
+ys.sum().backward()
+out["gelu"] = {"x": t(xs), "y": t(ys), "dy": t(xs.grad)}
+
+logits = (torch.randn(6, 11, generator=g, dtype=torch.float64) * 3).requires_grad_(True)
+targets = torch.randint(0, 11, (6,), generator=g)
+loss = torch.nn.functional.cross_entropy(logits, targets)
+loss.backward()
+out["cross_entropy"] = {"logits": t(logits), "targets": [int(v) for v in targets],
+                        "loss": float(loss.detach()), "grad": t(logits.grad)}
 
 path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "encoder_reference.json"
 path.write_text(json.dumps(out, indent=1))

@@ -175,6 +175,9 @@ fn short_training_on_ml100k_lowers_loss_and_beats_popularity() {
         quiet: true,
         ..Default::default()
     };
+    // Seed 0 (the default). Known: whether the model leaves the popularity plateau within four
+    // epochs depends on the seed; measured with seeds 0-4: test NDCG@10 0.057, 0.053, 0.053,
+    // 0.058 and 0.038 (popularity 0.044). Results do not depend on the thread count.
     let s = train(&data, &cfg, &run, &dev, &opts).unwrap();
     assert!(
         s.last_epoch_loss < s.first_epoch_loss - 0.3,
@@ -194,17 +197,15 @@ fn short_training_on_ml100k_lowers_loss_and_beats_popularity() {
     );
 }
 
-#[test]
-fn interrupted_and_resumed_training_equals_uninterrupted() {
-    // Small generated data: 60 users whose next item follows a rule.
-    let d = tempfile::tempdir().unwrap();
+/// Small generated data (60 users whose next item follows a rule) and a tiny model.
+fn tiny_rule_setup(dir: &Path) -> (SequenceData, Bert4RecConfig) {
     let mut text = String::new();
     for u in 0..60 {
         for t in 0..15 {
             text += &format!("u{u},i{},{t}\n", (u + t) % 25);
         }
     }
-    let p = write(d.path(), "gen.csv", &text);
+    let p = write(dir, "gen.csv", &text);
     let data =
         SequenceData::build(&read_interactions(&p).unwrap(), &DataConfig::default()).unwrap();
     let mut cfg = small_config();
@@ -214,6 +215,51 @@ fn interrupted_and_resumed_training_equals_uninterrupted() {
     cfg.train.batch_size = 32;
     cfg.train.max_epochs = 4;
     cfg.train.patience = 100;
+    (data, cfg)
+}
+
+fn assert_same_checkpoints(a: &RunDir, b: &RunDir, what: &str) {
+    let (a, ma) = load_safetensors(&a.file(CHECKPOINT)).unwrap();
+    let (b, mb) = load_safetensors(&b.file(CHECKPOINT)).unwrap();
+    assert_eq!(ma["epoch"], mb["epoch"]);
+    assert_eq!(a.len(), b.len());
+    assert!(a.keys().any(|k| k.starts_with("optimizer.")));
+    for (k, v) in &a {
+        assert_eq!(v, &b[k], "tensor {k} differs between {what}");
+    }
+}
+
+#[test]
+fn training_gives_the_same_weights_on_one_thread_and_on_two() {
+    // Micro-batches run in parallel on worker threads and their gradients are added in a
+    // fixed order, so the thread count must not change the result.
+    let d = tempfile::tempdir().unwrap();
+    let (data, mut cfg) = tiny_rule_setup(d.path());
+    cfg.train.max_epochs = 2;
+    let quiet = RunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let runs: Vec<(tempfile::TempDir, RunDir)> = [1, 2]
+        .into_iter()
+        .map(|threads| {
+            let dir = tempfile::tempdir().unwrap();
+            let run = RunDir::create(dir.path()).unwrap();
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| train(&data, &cfg, &run, &Device::flex(), &quiet).unwrap());
+            (dir, run)
+        })
+        .collect();
+    assert_same_checkpoints(&runs[0].1, &runs[1].1, "1 and 2 threads");
+}
+
+#[test]
+fn interrupted_and_resumed_training_equals_uninterrupted() {
+    let d = tempfile::tempdir().unwrap();
+    let (data, cfg) = tiny_rule_setup(d.path());
     let dev = Device::flex();
     let quiet = RunOptions {
         quiet: true,
@@ -239,18 +285,9 @@ fn interrupted_and_resumed_training_equals_uninterrupted() {
     };
     train(&data, &cfg, &part, &dev, &resume).unwrap();
 
-    let (a, ma) = load_safetensors(&full.file(CHECKPOINT)).unwrap();
-    let (b, mb) = load_safetensors(&part.file(CHECKPOINT)).unwrap();
-    assert_eq!(ma["epoch"], "4");
-    assert_eq!(mb["epoch"], "4");
-    assert_eq!(a.len(), b.len());
-    assert!(a.keys().any(|k| k.starts_with("optimizer.")));
-    for (k, v) in &a {
-        assert_eq!(
-            v, &b[k],
-            "tensor {k} differs between resumed and uninterrupted runs"
-        );
-    }
+    let (_, meta) = load_safetensors(&part.file(CHECKPOINT)).unwrap();
+    assert_eq!(meta["epoch"], "4");
+    assert_same_checkpoints(&full, &part, "resumed and uninterrupted runs");
 }
 
 #[test]

@@ -130,11 +130,153 @@ fn encoder_case(name: &str, norm: NormPlacement) {
 #[test]
 fn post_norm_encoder_layer_matches_pytorch() {
     encoder_case("post_norm", NormPlacement::Post);
+    encoder_gradient_case("post_norm", NormPlacement::Post);
+}
+
+fn flat_diff(got: Vec<f32>, expected: &Value) -> f32 {
+    let want: Vec<f32> = tensor_data(expected).try_to_vec().unwrap();
+    assert_eq!(got.len(), want.len());
+    got.iter()
+        .zip(&want)
+        .map(|(g, w)| (g - w).abs())
+        .fold(0.0, f32::max)
+}
+
+/// Gradients through the layer (attention, LayerNorm, the fused GELU) against PyTorch autograd.
+fn encoder_gradient_case(name: &str, norm: NormPlacement) {
+    let f = fixture();
+    let ad = Device::flex().autodiff();
+    let (x, pad) = inputs(&f, &ad);
+    let x = x.require_grad();
+    let cfg = EncoderConfig {
+        hidden: f["hidden"].as_u64().unwrap() as usize,
+        heads: f["heads"].as_u64().unwrap() as usize,
+        intermediate: f["intermediate"].as_u64().unwrap() as usize,
+        layers: 1,
+        hidden_dropout: 0.0,
+        attention_dropout: 0.0,
+        norm,
+        layer_norm_eps: f["eps"].as_f64().unwrap(),
+        init_std: 0.02,
+    };
+    let layer = load_named(
+        cfg.init_layer(&ad),
+        &named(&f[name]["tensors"]),
+        &[],
+        &ad,
+        Path::new("fixture"),
+    )
+    .unwrap();
+    let probe = Tensor::<3>::from_data(tensor_data(&f["probe"]), &ad);
+    let y = layer.forward(x.clone(), Some(pad));
+    let grads = (y * probe).sum().backward();
+    let gx: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+    let diff = flat_diff(gx, &f[name]["grad_input"]);
+    assert!(diff < 1e-5, "{name}: input gradient max abs diff {diff}");
+    // Ours is stored [in, out]; PyTorch's [out, in].
+    let gw = layer
+        .intermediate
+        .weight
+        .grad(&grads)
+        .unwrap()
+        .transpose()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let diff = flat_diff(gw, &f[name]["grad_intermediate_weight"]);
+    assert!(diff < 1e-5, "{name}: weight gradient max abs diff {diff}");
+}
+
+#[test]
+fn fused_gelu_and_its_derivative_match_pytorch() {
+    use tessera::core::fused::gelu;
+    let f = &fixture()["gelu"];
+    for dev in [Device::flex(), Device::flex().autodiff()] {
+        let mut x = Tensor::<1>::from_data(tensor_data(&f["x"]), &dev);
+        if dev.is_autodiff() {
+            x = x.require_grad();
+        }
+        let y = gelu(x.clone());
+        let got: Vec<f32> = y.clone().into_data().try_to_vec().unwrap();
+        let diff = flat_diff(got, &f["y"]);
+        assert!(diff < 5e-7, "GELU max abs diff {diff}");
+        if dev.is_autodiff() {
+            let grads = y.sum().backward();
+            let dy: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+            let diff = flat_diff(dy, &f["dy"]);
+            assert!(diff < 5e-7, "GELU derivative max abs diff {diff}");
+        }
+    }
+}
+
+#[test]
+fn fused_exp_is_accurate() {
+    use tessera::core::fused::exp_f32;
+    let mut worst = 0.0f64;
+    for i in 0..=1_750_000 {
+        let x = -87.0 + i as f64 * 1e-4;
+        let got = exp_f32(x as f32) as f64;
+        // The f64 reference at the f32 input actually used.
+        let want_at = (x as f32 as f64).exp();
+        worst = worst.max(((got - want_at) / want_at).abs());
+    }
+    assert!(worst < 3e-7, "max relative error {worst}");
+}
+
+#[test]
+fn fused_cross_entropy_matches_pytorch_and_a_hand_case() {
+    use tessera::core::fused::cross_entropy;
+    let ad = Device::flex().autodiff();
+    // By hand: logits (0, ln 3), target 1: p = (1/4, 3/4), loss -ln(3/4), gradient p - e_1.
+    let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2]), &ad)
+        .require_grad();
+    let loss = cross_entropy(logits.clone(), &[1]);
+    let v = loss.clone().into_scalar::<f32>();
+    assert!((v - (4.0f32 / 3.0).ln()).abs() < 1e-6, "{v}");
+    let g: Vec<f32> = logits
+        .grad(&loss.backward())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    assert!(
+        (g[0] - 0.25).abs() < 1e-6 && (g[1] + 0.25).abs() < 1e-6,
+        "{g:?}"
+    );
+
+    let f = &fixture()["cross_entropy"];
+    let targets: Vec<u32> = f["targets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap() as u32)
+        .collect();
+    for dev in [Device::flex(), ad] {
+        let mut logits = Tensor::<2>::from_data(tensor_data(&f["logits"]), &dev);
+        if dev.is_autodiff() {
+            logits = logits.require_grad();
+        }
+        let loss = cross_entropy(logits.clone(), &targets);
+        let v = loss.clone().into_scalar::<f32>() as f64;
+        let want = f["loss"].as_f64().unwrap();
+        assert!((v - want).abs() < 1e-5, "loss {v} vs {want}");
+        if dev.is_autodiff() {
+            let g: Vec<f32> = logits
+                .grad(&loss.backward())
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let diff = flat_diff(g, &f["grad"]);
+            assert!(diff < 1e-6, "gradient max abs diff {diff}");
+        }
+    }
 }
 
 #[test]
 fn pre_norm_encoder_layer_matches_pytorch() {
     encoder_case("pre_norm", NormPlacement::Pre);
+    encoder_gradient_case("pre_norm", NormPlacement::Pre);
 }
 
 #[test]
@@ -364,31 +506,40 @@ fn checkpoint_round_trip_uses_pytorch_layout_and_names() {
 
 #[test]
 fn dropout_drops_the_asked_fraction_rescales_and_repeats_for_a_seed() {
-    use tessera::core::dropout::{seed_dropout, Dropout};
+    use tessera::core::dropout::{dropout_stream, Dropout};
     let dev = Device::flex();
-    let drop = Dropout::new(0.2);
+    let dropout = Dropout::new(0.2);
     // identity off the training (autodiff) device
     let x = Tensor::<2>::ones([100, 1000], &dev);
-    let y: Vec<f32> = drop.forward(x).into_data().try_to_vec().unwrap();
+    let y: Vec<f32> = dropout.forward(x).into_data().try_to_vec().unwrap();
     assert!(y.iter().all(|&v| v == 1.0));
 
     let ad = dev.autodiff();
-    seed_dropout(5);
-    let y1: Vec<f32> = drop
-        .forward(Tensor::<2>::ones([100, 1000], &ad))
-        .into_data()
-        .try_to_vec()
-        .unwrap();
+    let draw = |seed: u64| -> Vec<f32> {
+        let _stream = dropout_stream(seed);
+        dropout
+            .forward(Tensor::<2>::ones([100, 1000], &ad))
+            .into_data()
+            .try_to_vec()
+            .unwrap()
+    };
+    let y1 = draw(5);
     let zeros = y1.iter().filter(|&&v| v == 0.0).count() as f64 / y1.len() as f64;
     assert!((zeros - 0.2).abs() < 0.01, "dropped {zeros}");
     assert!(y1.iter().all(|&v| v == 0.0 || (v - 1.25).abs() < 1e-6));
     let mean = y1.iter().map(|&v| v as f64).sum::<f64>() / y1.len() as f64;
     assert!((mean - 1.0).abs() < 0.02, "mean {mean}");
-    seed_dropout(5);
-    let y2: Vec<f32> = drop
+    // The same stream seed repeats the mask, whatever ran on this thread before; another
+    // seed gives another mask; a stream opened inside another leaves the outer one intact.
+    assert_eq!(y1, draw(5));
+    assert_ne!(y1, draw(6));
+    let outer = dropout_stream(5);
+    let _ = draw(7);
+    let y3: Vec<f32> = dropout
         .forward(Tensor::<2>::ones([100, 1000], &ad))
         .into_data()
         .try_to_vec()
         .unwrap();
-    assert_eq!(y1, y2);
+    drop(outer);
+    assert_eq!(y1, y3);
 }

@@ -88,7 +88,8 @@ pub struct TrainConfig {
     pub batch_size: usize,
     /// Split each batch into micro-batches of this many sequences and accumulate their
     /// gradients before the update: the same gradient (up to rounding) with a fraction of the
-    /// activation memory. 0 or >= batch_size: no split.
+    /// activation memory. 0 or >= batch_size: no split beyond the two halves every batch is
+    /// cut into so that two cores share it (see `train`).
     pub micro_batch: usize,
     /// Masked copies of the data per epoch (official `dupe_factor`: 10, drawn once; we draw
     /// fresh masks for every copy).

@@ -4,9 +4,9 @@
 use super::config::ModelConfig;
 use crate::core::embeddings::{Embeddings, EmbeddingsConfig, HF_EMBEDDING_RENAMES};
 use crate::core::encoder::{Encoder, EncoderConfig, NormPlacement, HF_BERT_LAYER_RENAMES};
+use crate::core::fused::cross_entropy;
 use crate::core::heads::TiedHead;
 use burn::module::Module;
-use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor};
 
 #[derive(Module, Debug)]
@@ -48,6 +48,7 @@ impl Bert4Rec {
                 num_items,
                 cfg.head_layer_norm,
                 cfg.layer_norm_eps,
+                cfg.init_std,
                 device,
             ),
             num_items,
@@ -83,17 +84,16 @@ impl Bert4Rec {
         self.head.logits(h, self.item_table())
     }
 
-    /// Mean negative log-likelihood of `targets` (item ids) at `positions`, full softmax.
+    /// Mean negative log-likelihood of `targets` (item ids, >= 1) at `positions`, full softmax.
     pub fn full_loss(
         &self,
         ids: Tensor<2, Int>,
         positions: Tensor<1, Int>,
-        targets: Tensor<1, Int>,
+        targets: &[u32],
     ) -> Tensor<1> {
         let h = Self::gather_positions(self.hidden(ids), positions);
-        let logp = log_softmax(self.scores(h), 1);
-        let t = targets.sub_scalar(1).unsqueeze_dim::<2>(1);
-        logp.gather(1, t).mean().neg()
+        let columns: Vec<u32> = targets.iter().map(|&t| t - 1).collect();
+        cross_entropy(self.scores(h), &columns)
     }
 
     /// Sampled softmax: each target against `negatives` (item ids, shared by the batch);
@@ -124,8 +124,7 @@ impl Bert4Rec {
             .equal(negatives.unsqueeze::<2>().expand([m, k]));
         let neg_logit = neg_logit.mask_fill(hit, -1.0e9);
         let logits = Tensor::cat(vec![pos_logit, neg_logit], 1);
-        let logp = log_softmax(logits, 1);
-        logp.narrow(1, 0, 1).mean().neg()
+        cross_entropy(logits, &vec![0; m])
     }
 }
 

@@ -5,16 +5,16 @@ use super::data::{make_batch, split_leave_one_out, truncate_left, SequenceData};
 use super::eval::{evaluate, Split};
 use super::model::{checkpoint_renames, Bert4Rec};
 use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
-use crate::core::dropout::seed_dropout;
+use crate::core::dropout::dropout_stream;
 use crate::core::masking::{mask_last, ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Schedule};
+use crate::core::parallel::data_parallel_grads;
 use crate::core::progress;
 use crate::core::resources::peak_rss_mib;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
 use anyhow::{Context, Result};
 use burn::module::Module;
-use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -234,7 +234,7 @@ pub fn train(
             break;
         }
         let t0 = Instant::now();
-        seed_dropout(derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64));
+        let dropout_seed = derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64);
         let mut neg_rng = rng_for(cfg.seed, STREAM_NEG, epoch as u64);
         let samples = epoch_samples(data, cfg, epoch);
         let pb = progress::bar(
@@ -255,45 +255,51 @@ pub fn train(
                         .collect();
                     int1(negs, &ad)
                 });
+            // Micro-batches bound the activation memory and are spread over the worker threads.
+            // A batch is split in at least two, whatever the thread count, so that two cores
+            // share even a small batch and results do not depend on the number of threads.
+            let workers = rayon::current_num_threads();
             let micro = match cfg.train.micro_batch {
                 0 => chunk.len(),
                 m => m.min(chunk.len()),
-            };
+            }
+            .min(chunk.len().div_ceil(2))
+            .max(1);
             let total_targets: usize = chunk.iter().map(|m| m.targets.len()).sum();
-            let mut accumulated = GradientsAccumulator::<Bert4Rec>::new();
-            let mut lv = 0.0f64;
-            for sub in chunk.chunks(micro) {
+            let micro_batches: Vec<&[Masked]> = chunk.chunks(micro).collect();
+            let single = micro_batches.len() == 1;
+            let step_seed = derive_seed(dropout_seed, step, 0);
+            let (grads, lv) = data_parallel_grads(&model, &micro_batches, workers, |m, i, sub| {
+                let _stream = dropout_stream(derive_seed(step_seed, i as u64, 0));
                 let inputs: Vec<&[u32]> = sub.iter().map(|m| m.input.as_slice()).collect();
                 let targets: Vec<&[(usize, u32)]> =
                     sub.iter().map(|m| m.targets.as_slice()).collect();
                 let b = make_batch(&inputs, &targets);
-                // Each micro-batch's mean loss, weighted by its share of the batch's targets,
-                // sums to the batch's mean loss.
-                let weight = b.targets.len() as f64 / total_targets as f64;
                 let ids: Tensor<2, Int> =
                     Tensor::from_data(TensorData::new(b.ids, [b.batch, b.len]), &ad);
                 let pos = int1(b.positions, &ad);
-                let tgt = int1(b.targets, &ad);
+                let n_targets = b.targets.len();
                 let loss = match &negatives {
-                    None => model.full_loss(ids, pos, tgt),
-                    Some(negs) => model.sampled_loss(ids, pos, tgt, negs.clone()),
+                    None => {
+                        let items: Vec<u32> = b.targets.iter().map(|&t| t as u32).collect();
+                        m.full_loss(ids, pos, &items)
+                    }
+                    Some(negs) => m.sampled_loss(ids, pos, int1(b.targets, &ad), negs.clone()),
                 };
-                let loss = if micro < chunk.len() {
-                    loss.mul_scalar(weight)
-                } else {
+                if single {
                     loss
-                };
-                lv += loss.clone().into_scalar::<f32>() as f64;
-                accumulated
-                    .accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-            }
+                } else {
+                    // Each micro-batch's mean loss, weighted by its share of the batch's
+                    // targets, sums to the batch's mean loss.
+                    loss.mul_scalar(n_targets as f64 / total_targets as f64)
+                }
+            });
             anyhow::ensure!(
                 lv.is_finite(),
                 "training diverged at step {step}: loss is {lv}"
             );
             loss_sum += lv;
             loss_n += 1;
-            let grads = accumulated.grads();
             model = adam.step(model, grads, lr);
             pb.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
             pb.inc(1);

@@ -4,9 +4,9 @@
 
 use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
 use super::dropout::Dropout;
+use super::fused::gelu;
 use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 

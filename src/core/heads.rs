@@ -1,10 +1,12 @@
 //! Prediction heads whose output layer is tied to an embedding table (BERT's MLM head,
 //! BERT4Rec's item head): `GELU(h W + b) [-> LayerNorm] E^T + bias`.
 
+use super::fused::gelu;
 use burn::module::{Module, Param};
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
-use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
+
+use super::attention::normal_init;
 
 /// Names mirror Hugging Face's `cls.predictions`: `transform.dense`, `transform.LayerNorm`, `bias`.
 #[derive(Module, Debug)]
@@ -15,9 +17,19 @@ pub struct TiedHead {
 }
 
 impl TiedHead {
-    pub fn new(hidden: usize, outputs: usize, layer_norm: bool, eps: f64, device: &Device) -> Self {
+    /// The transform's weights from N(0, `init_std`^2) (BERT's initialiser), biases zero.
+    pub fn new(
+        hidden: usize,
+        outputs: usize,
+        layer_norm: bool,
+        eps: f64,
+        init_std: f64,
+        device: &Device,
+    ) -> Self {
         Self {
-            dense: LinearConfig::new(hidden, hidden).init(device),
+            dense: LinearConfig::new(hidden, hidden)
+                .with_initializer(normal_init(init_std))
+                .init(device),
             layer_norm: layer_norm
                 .then(|| LayerNormConfig::new(hidden).with_epsilon(eps).init(device)),
             bias: Initializer::Zeros.init([outputs], device),

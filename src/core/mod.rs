@@ -1,6 +1,27 @@
 //! Building blocks shared by every model: attention, encoder layers, embeddings, heads,
 //! masking, metrics, optimiser and schedules, checkpoints, run directories and progress.
 
+/// Runs `$body` compiled for AVX2 + FMA when the CPU has them, else for the baseline target.
+/// Both give the same results: no operation is contracted into an FMA.
+macro_rules! simd_dispatch {
+    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
+        fn $name($($arg: $ty),*) -> $ret {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) -> $ret $body
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU supports the features `wide` was compiled for.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            $body
+        }
+    };
+}
+
 pub mod attention;
 pub mod checkpoint;
 pub mod device;
@@ -8,10 +29,12 @@ pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
 pub mod error;
+pub mod fused;
 pub mod heads;
 pub mod masking;
 pub mod metrics;
 pub mod optim;
+pub mod parallel;
 pub mod progress;
 pub mod resources;
 pub mod rng;
