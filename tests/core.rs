@@ -370,6 +370,7 @@ fn cloze_mask_never_masks_padding_and_masks_the_expected_proportion() {
             max_predictions: 1000,
             style: MaskStyle::ALWAYS_MASK,
             random_range: 1..=98,
+            never_mask: vec![],
         }
         .mask(&seq, &mut rng);
         let expected = ((0.2 * n_real as f64).round() as usize).max(1);
@@ -394,6 +395,7 @@ fn cloze_mask_never_masks_padding_and_masks_the_expected_proportion() {
         max_predictions: 10,
         style: MaskStyle::ALWAYS_MASK,
         random_range: 1..=98,
+        never_mask: vec![],
     }
     .mask(&[5; 100], &mut rng);
     assert_eq!(cap.targets.len(), 10);
@@ -415,6 +417,7 @@ fn bert_style_masking_keeps_roughly_80_10_10() {
             max_predictions: 1000,
             style: MaskStyle::BERT_80_10_10,
             random_range: 1..=50,
+            never_mask: vec![],
         }
         .mask(&seq, &mut rng);
         for &(p, orig) in &m.targets {

@@ -84,6 +84,7 @@ pub fn epoch_samples(data: &SequenceData, cfg: &Bert4RecConfig, epoch: usize) ->
         max_predictions: t.max_predictions,
         style,
         random_range: 1..=data.num_items() as u32,
+        never_mask: vec![],
     };
     let step = ((t.sliding_window * max_len as f64).round() as usize).max(1);
     let mut out = Vec::new();

@@ -11,6 +11,7 @@ macro_rules! set_if_some {
 
 mod bert4rec;
 mod metapath2vec;
+mod text;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -38,6 +39,9 @@ pub enum ModelCommand {
     /// metapath2vec / metapath2vec++: heterogeneous-graph embeddings (Dong et al., 2017).
     #[command(subcommand)]
     Metapath2vec(metapath2vec::Command),
+    /// BERT text encoder with WordPiece (Devlin et al., 2019): embed, fill masks, train.
+    #[command(subcommand)]
+    Text(text::Command),
 }
 
 /// Options every command shares.
@@ -58,5 +62,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.model {
         ModelCommand::Bert4rec(cmd) => bert4rec::run(cmd),
         ModelCommand::Metapath2vec(cmd) => metapath2vec::run(cmd),
+        ModelCommand::Text(cmd) => text::run(cmd),
     }
 }

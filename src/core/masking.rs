@@ -42,14 +42,18 @@ pub struct ClozeMasker {
     pub style: MaskStyle,
     /// Where random replacement tokens are drawn from.
     pub random_range: std::ops::RangeInclusive<u32>,
+    /// Tokens never chosen besides padding (BERT's `[CLS]` and `[SEP]`).
+    pub never_mask: Vec<u32>,
 }
 
 impl ClozeMasker {
-    /// Choose `max(1, round(p * n))` of the `n` non-padding positions (capped by
+    /// Choose `max(1, round(p * n))` of the `n` non-padding, non-special positions (capped by
     /// `max_predictions`) uniformly without replacement, as BERT's
     /// `create_masked_lm_predictions` does. Padding is never chosen.
     pub fn mask<R: Rng>(&self, seq: &[u32], rng: &mut R) -> Masked {
-        let mut candidates: Vec<usize> = (0..seq.len()).filter(|&i| seq[i] != self.pad).collect();
+        let mut candidates: Vec<usize> = (0..seq.len())
+            .filter(|&i| seq[i] != self.pad && !self.never_mask.contains(&seq[i]))
+            .collect();
         let mut input = seq.to_vec();
         if candidates.is_empty() {
             return Masked {

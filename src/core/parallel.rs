@@ -21,6 +21,26 @@ pub fn fresh_leaves<M: Module>(module: &M) -> M {
     module.clone().map(&mut FreshLeaves)
 }
 
+/// `module`, built or loaded on a plain device, with every float parameter made a tracked leaf
+/// on that device's autodiff twin (no copy), ready to train.
+pub fn trainable<M: Module>(module: M) -> M {
+    module.map(&mut Trainable)
+}
+
+struct Trainable;
+
+impl ModuleMapper for Trainable {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        let (id, tensor, mapper) = param.consume();
+        let tensor = if tensor.device().is_autodiff() {
+            tensor
+        } else {
+            Tensor::from_inner(tensor)
+        };
+        Param::from_mapped_value(id, tensor.require_grad(), mapper)
+    }
+}
+
 struct FreshLeaves;
 
 impl ModuleMapper for FreshLeaves {
