@@ -36,8 +36,9 @@ pub struct ModelArgs {
     /// Model directory: config.json, model.safetensors and tokenizer.json or vocab.txt.
     #[arg(long)]
     pub model: PathBuf,
-    /// Cut longer inputs to this many tokens, [CLS] and [SEP] included
-    /// [default: the model's max_position_embeddings].
+    /// Cut longer inputs to this many tokens, [CLS] and [SEP] included [default:
+    /// sentence-transformers' max_seq_length if the directory has one, else the model's
+    /// max_position_embeddings].
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Texts per forward pass.
@@ -178,6 +179,7 @@ fn cmd_embed(a: EmbedArgs) -> Result<()> {
         a.normalize,
         a.model.batch_size,
         &device,
+        a.model.common.json,
     )?;
     let seconds = t0.elapsed().as_secs_f64();
     let ext = a.output.extension().and_then(|e| e.to_str()).unwrap_or("");
@@ -185,7 +187,10 @@ fn cmd_embed(a: EmbedArgs) -> Result<()> {
         "safetensors" => {
             let data = burn::tensor::TensorData::new(e.vectors.clone(), [texts.len(), e.dim]);
             let mut meta = HashMap::new();
-            meta.insert("pooling".to_string(), format!("{:?}", a.pooling).to_lowercase());
+            meta.insert(
+                "pooling".to_string(),
+                format!("{:?}", a.pooling).to_lowercase(),
+            );
             meta.insert("normalized".to_string(), a.normalize.to_string());
             save_safetensors(&a.output, &[("embeddings".to_string(), data)], meta)?;
         }
@@ -238,7 +243,16 @@ fn cmd_similarity(a: SimilarityArgs) -> Result<()> {
         texts.len()
     );
     let (tm, device) = open(&a.model)?;
-    let e = embed(&tm.model, &tm.tokenizer, &texts, a.pooling, true, a.model.batch_size, &device)?;
+    let e = embed(
+        &tm.model,
+        &tm.tokenizer,
+        &texts,
+        a.pooling,
+        true,
+        a.model.batch_size,
+        &device,
+        true,
+    )?;
     let n = texts.len();
     let table: Vec<Vec<f32>> = (0..n)
         .map(|i| (0..n).map(|j| cosine(&e.vectors, e.dim, i, j)).collect())
@@ -287,7 +301,9 @@ fn cmd_fill_mask(a: FillMaskArgs) -> Result<()> {
     let encoded = tm.tokenizer.encode(&inputs)?;
     let mut results = Vec::new();
     for (text, enc) in texts.iter().zip(&encoded) {
-        let positions: Vec<usize> = (0..enc.ids.len()).filter(|&i| enc.ids[i] == mask_id).collect();
+        let positions: Vec<usize> = (0..enc.ids.len())
+            .filter(|&i| enc.ids[i] == mask_id)
+            .collect();
         if positions.is_empty() {
             bail!("no [MASK] token in: {text}");
         }
@@ -355,7 +371,10 @@ fn cmd_vocab(a: VocabArgs) -> Result<()> {
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    anyhow::ensure!(a.vocab_size > 5, "--vocab-size must exceed the 5 special tokens");
+    anyhow::ensure!(
+        a.vocab_size > 5,
+        "--vocab-size must exceed the 5 special tokens"
+    );
     let tok = train_wordpiece(&files, a.vocab_size, a.min_frequency, !a.cased, 512)?;
     tok.save(&a.output)?;
     eprintln!(
@@ -371,8 +390,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let device = device_from_name(&a.common.device)?;
     let mut cfg: MlmConfig = match &a.config {
         Some(p) => {
-            let text =
-                std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         None => MlmConfig::default(),

@@ -71,8 +71,8 @@ impl BertConfig {
     }
 
     pub fn from_json_file(path: &Path) -> Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let cfg: Self = serde_json::from_str(&text)
             .with_context(|| format!("{}: not a BERT config.json", path.display()))?;
         cfg.validate()

@@ -38,7 +38,11 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     for (i, line) in text.lines().enumerate() {
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() {
-            bail!("{}:{}: empty line (one text per line)", path.display(), i + 1);
+            bail!(
+                "{}:{}: empty line (one text per line)",
+                path.display(),
+                i + 1
+            );
         }
         out.push(line.to_string());
     }
@@ -48,7 +52,8 @@ pub fn read_lines(path: &Path) -> Result<Vec<String>> {
     Ok(out)
 }
 
-/// Embed `texts` in batches of `batch_size`.
+/// Embed `texts` in batches of `batch_size` (a progress bar unless `quiet`).
+#[allow(clippy::too_many_arguments)]
 pub fn embed(
     model: &Bert,
     tok: &TextTokenizer,
@@ -57,6 +62,7 @@ pub fn embed(
     normalize: bool,
     batch_size: usize,
     device: &Device,
+    quiet: bool,
 ) -> Result<Embedded> {
     let inputs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
     let encoded = tok.encode(&inputs)?;
@@ -66,6 +72,7 @@ pub fn embed(
     order.sort_by_key(|&i| std::cmp::Reverse(encoded[i].ids.len()));
     let dim = model.embeddings.word_embeddings.weight.dims()[1];
     let batches: Vec<&[usize]> = order.chunks(batch_size.max(1)).collect();
+    let pb = crate::core::progress::bar(batches.len() as u64, "embedding", quiet);
     let pooled: Vec<Vec<f32>> = batches
         .par_iter()
         .map(|idx| {
@@ -96,9 +103,11 @@ pub fn embed(
                     out
                 }
             };
+            pb.inc(1);
             rows
         })
         .collect();
+    pb.finish_and_clear();
     let mut vectors = vec![0f32; texts.len() * dim];
     for (idx, rows) in batches.iter().zip(&pooled) {
         for (k, &i) in idx.iter().enumerate() {

@@ -16,8 +16,8 @@ use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
 use tokenizers::{
     AddedToken, DecoderWrapper, EncodeInput, Model, ModelWrapper, NormalizerWrapper,
-    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl,
-    TruncationDirection, TruncationParams, TruncationStrategy,
+    PostProcessorWrapper, PreTokenizerWrapper, Tokenizer, TokenizerImpl, TruncationDirection,
+    TruncationParams, TruncationStrategy,
 };
 
 pub const SPECIAL_TOKENS: [&str; 5] = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"];
@@ -160,7 +160,12 @@ impl TextTokenizer {
 
     /// Pad to the longest sequence; the mask is 1 on real tokens.
     pub fn pad(&self, encoded: &[Encoded]) -> TokenBatch {
-        let len = encoded.iter().map(|e| e.ids.len()).max().unwrap_or(1).max(1);
+        let len = encoded
+            .iter()
+            .map(|e| e.ids.len())
+            .max()
+            .unwrap_or(1)
+            .max(1);
         let b = encoded.len();
         let mut batch = TokenBatch {
             batch: b,
@@ -231,7 +236,10 @@ pub fn train_wordpiece(
     );
     tk.train_from_files(&mut trainer, files.to_vec())
         .map_err(|e| anyhow!("vocabulary training failed: {e}"))?;
-    let id = |t: &str| tk.token_to_id(t).context("special token missing after training");
+    let id = |t: &str| {
+        tk.token_to_id(t)
+            .context("special token missing after training")
+    };
     let (cls, sep) = (id("[CLS]")?, id("[SEP]")?);
     tk.with_post_processor(Some(PostProcessorWrapper::from(BertProcessing::new(
         ("[SEP]".into(), sep),

@@ -100,7 +100,10 @@ fn masker(tok: &TextTokenizer, cfg: &MlmConfig) -> Result<ClozeMasker> {
 }
 
 /// Pad masked sequences and list the flat positions and targets of their predictions.
-fn masked_batch(tok: &TextTokenizer, masked: &[(Masked, &Encoded)]) -> (TokenBatch, Vec<usize>, Vec<u32>) {
+fn masked_batch(
+    tok: &TextTokenizer,
+    masked: &[(Masked, &Encoded)],
+) -> (TokenBatch, Vec<usize>, Vec<u32>) {
     let encoded: Vec<Encoded> = masked
         .iter()
         .map(|(m, e)| Encoded {
@@ -133,8 +136,10 @@ pub fn evaluate_mlm(
     let mut rng = rng_for(cfg.seed, STREAM_VALID, 0);
     let (mut loss_sum, mut correct, mut total) = (0.0f64, 0usize, 0usize);
     for chunk in encoded.chunks(cfg.batch_size.max(1)) {
-        let masked: Vec<(Masked, &Encoded)> =
-            chunk.iter().map(|e| (masker.mask(&e.ids, &mut rng), e)).collect();
+        let masked: Vec<(Masked, &Encoded)> = chunk
+            .iter()
+            .map(|e| (masker.mask(&e.ids, &mut rng), e))
+            .collect();
         let (batch, positions, targets) = masked_batch(tok, &masked);
         if targets.is_empty() {
             continue;
@@ -150,7 +155,12 @@ pub fn evaluate_mlm(
         let logits = model.mlm_logits(hidden.reshape([b * l, d]).select(0, pos));
         let loss = crate::core::fused::cross_entropy(logits.clone(), &targets);
         loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
-        let pred: Vec<i64> = logits.argmax(1).into_data().convert::<i64>().try_to_vec::<i64>().unwrap();
+        let pred: Vec<i64> = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap();
         correct += pred
             .iter()
             .zip(&targets)
@@ -229,7 +239,10 @@ pub fn train_mlm(
                         .mul_scalar(targets.len() as f64 / total as f64)
                 },
             );
-            ensure!(loss.is_finite(), "training diverged at step {step}: loss {loss}");
+            ensure!(
+                loss.is_finite(),
+                "training diverged at step {step}: loss {loss}"
+            );
             model = adam.step(model, grads, schedule.lr_at(step));
             loss_sum += loss;
             batches += 1;
@@ -270,12 +283,21 @@ pub fn train_mlm(
 
 /// Write a Hugging Face-style model directory: `config.json`, `model.safetensors`
 /// (`BertForMaskedLM` names), `tokenizer.json` and `vocab.txt`.
-pub fn save_model_dir(model: &Bert, cfg: &BertConfig, tok: &TextTokenizer, dir: &Path) -> Result<()> {
+pub fn save_model_dir(
+    model: &Bert,
+    cfg: &BertConfig,
+    tok: &TextTokenizer,
+    dir: &Path,
+) -> Result<()> {
     std::fs::create_dir_all(dir)?;
     let tensors: Vec<_> = named_tensors(model, &hf_renames())
         .into_iter()
         .map(|(k, v)| {
-            let k = if k.starts_with("cls.") { k } else { format!("bert.{k}") };
+            let k = if k.starts_with("cls.") {
+                k
+            } else {
+                format!("bert.{k}")
+            };
             (k, v)
         })
         .collect();
@@ -285,7 +307,10 @@ pub fn save_model_dir(model: &Bert, cfg: &BertConfig, tok: &TextTokenizer, dir: 
     let mut json: BTreeMap<String, serde_json::Value> =
         serde_json::from_value(serde_json::to_value(cfg)?)?;
     json.insert("model_type".into(), "bert".into());
-    json.insert("architectures".into(), serde_json::json!(["BertForMaskedLM"]));
+    json.insert(
+        "architectures".into(),
+        serde_json::json!(["BertForMaskedLM"]),
+    );
     crate::core::run::write_atomic(
         &dir.join("config.json"),
         serde_json::to_string_pretty(&json)?.as_bytes(),
