@@ -14,7 +14,7 @@ use tessera::text::embed::{embed, read_lines, Pooling};
 use tessera::text::load_model_dir;
 use tessera::text::model::Bert;
 use tessera::text::tokenize::train_wordpiece;
-use tessera::text::train::{evaluate_mlm, train_mlm, MlmConfig};
+use tessera::text::train::{evaluate_mlm, train_mlm, MlmConfig, MlmRunOptions, CHECKPOINT};
 
 fn minilm() -> Option<PathBuf> {
     let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm");
@@ -264,7 +264,14 @@ fn masked_lm_training_learns_a_counting_rule() {
     let (_, before) = evaluate_mlm(&model, &tok, valid, &cfg, &dev).unwrap();
     let run_dir = tempfile::tempdir().unwrap();
     let run = RunDir::create(run_dir.path()).unwrap();
-    let records = train_mlm(model, &bert_cfg, &tok, train, valid, &cfg, &run, &dev, true).unwrap();
+    let quiet = MlmRunOptions {
+        quiet: true,
+        ..Default::default()
+    };
+    let records = train_mlm(
+        model, &bert_cfg, &tok, train, valid, &cfg, &run, &dev, &quiet,
+    )
+    .unwrap();
     let first = records.first().unwrap();
     let last = records.last().unwrap();
     eprintln!(
@@ -399,4 +406,104 @@ fn cli_embeds_trains_a_vocabulary_and_fills_masks() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("bad.txt:2: empty line"));
+}
+
+#[test]
+fn interrupted_and_resumed_mlm_training_equals_uninterrupted() {
+    let d = tempfile::tempdir().unwrap();
+    let corpus = write(d.path(), "corpus.txt", &counting_corpus(200, 3));
+    let tok = train_wordpiece(&[corpus.to_string_lossy().into_owned()], 100, 1, true, 16).unwrap();
+    let lines = read_lines(&corpus).unwrap();
+    let inputs: Vec<(&str, Option<&str>)> = lines.iter().map(|t| (t.as_str(), None)).collect();
+    let encoded = tok.encode(&inputs).unwrap();
+    let bert_cfg = BertConfig {
+        max_position_embeddings: 16,
+        ..BertConfig::tiny(tok.vocab_size())
+    };
+    let cfg = MlmConfig {
+        lr: 1e-3,
+        epochs: 3,
+        ..MlmConfig::default()
+    };
+    let dev = Device::flex();
+    let fresh = || {
+        dev.seed(0);
+        Bert::new(&bert_cfg, &dev)
+    };
+    let opts = |resume: bool, stop: Option<usize>| MlmRunOptions {
+        quiet: true,
+        resume,
+        stop_after_epochs: stop,
+    };
+    let full_dir = tempfile::tempdir().unwrap();
+    let full = RunDir::create(full_dir.path()).unwrap();
+    train_mlm(
+        fresh(),
+        &bert_cfg,
+        &tok,
+        &encoded,
+        &[],
+        &cfg,
+        &full,
+        &dev,
+        &opts(false, None),
+    )
+    .unwrap();
+    let part_dir = tempfile::tempdir().unwrap();
+    let part = RunDir::create(part_dir.path()).unwrap();
+    train_mlm(
+        fresh(),
+        &bert_cfg,
+        &tok,
+        &encoded,
+        &[],
+        &cfg,
+        &part,
+        &dev,
+        &opts(false, Some(1)),
+    )
+    .unwrap();
+    let r = train_mlm(
+        fresh(),
+        &bert_cfg,
+        &tok,
+        &encoded,
+        &[],
+        &cfg,
+        &part,
+        &dev,
+        &opts(true, None),
+    )
+    .unwrap();
+    assert_eq!(r.iter().map(|e| e.epoch).collect::<Vec<_>>(), vec![2, 3]);
+    let (a, ma) = tessera::core::checkpoint::load_safetensors(&full.file(CHECKPOINT)).unwrap();
+    let (b, mb) = tessera::core::checkpoint::load_safetensors(&part.file(CHECKPOINT)).unwrap();
+    assert_eq!((ma["epoch"].as_str(), mb["epoch"].as_str()), ("3", "3"));
+    assert!(a.keys().any(|k| k.starts_with("optimizer.")));
+    for (k, v) in &a {
+        assert_eq!(
+            v, &b[k],
+            "tensor {k} differs between resumed and uninterrupted runs"
+        );
+    }
+    // A different configuration refuses to resume.
+    let other = MlmConfig {
+        lr: 5e-4,
+        ..cfg.clone()
+    };
+    let err = train_mlm(
+        fresh(),
+        &bert_cfg,
+        &tok,
+        &encoded,
+        &[],
+        &other,
+        &part,
+        &dev,
+        &opts(true, None),
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("differs"), "{err}");
 }

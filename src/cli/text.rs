@@ -13,7 +13,7 @@ use tessera::text::config::BertConfig;
 use tessera::text::embed::{cosine, embed, read_lines, Pooling};
 use tessera::text::model::Bert;
 use tessera::text::tokenize::train_wordpiece;
-use tessera::text::train::{train_mlm, MlmConfig};
+use tessera::text::train::{train_mlm, MlmConfig, MlmRunOptions};
 use tessera::text::{load_model_dir, TextModel};
 
 #[derive(Subcommand, Debug)]
@@ -146,6 +146,12 @@ pub struct TrainArgs {
     /// Cut longer lines to this many tokens [default: 128].
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
+    /// Continue from the run directory's checkpoint (same corpus and settings).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs in total, leaving a resumable checkpoint.
+    #[arg(long)]
+    pub stop_after_epochs: Option<usize>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -443,7 +449,11 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         &cfg,
         &run,
         &device,
-        a.common.json,
+        &MlmRunOptions {
+            quiet: a.common.json,
+            resume: a.resume,
+            stop_after_epochs: a.stop_after_epochs,
+        },
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records)?);

@@ -9,7 +9,7 @@
 use super::config::BertConfig;
 use super::model::{hf_renames, Bert, TokenBatch};
 use super::tokenize::{Encoded, TextTokenizer};
-use crate::core::checkpoint::{named_tensors, save_safetensors};
+use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
 use crate::core::dropout::dropout_stream;
 use crate::core::masking::{ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Decay, Schedule};
@@ -17,9 +17,9 @@ use crate::core::parallel::{data_parallel_grads, trainable};
 use crate::core::progress;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, TensorData};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -69,6 +69,19 @@ impl Default for MlmConfig {
         }
     }
 }
+
+/// How one `train_mlm` call runs (not part of the training configuration).
+#[derive(Debug, Clone, Default)]
+pub struct MlmRunOptions {
+    /// No progress bars or per-epoch lines.
+    pub quiet: bool,
+    /// Continue from the run directory's `checkpoint.safetensors`.
+    pub resume: bool,
+    /// Stop (as if interrupted) after this many epochs in total.
+    pub stop_after_epochs: Option<usize>,
+}
+
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MlmEpoch {
@@ -184,17 +197,56 @@ pub fn train_mlm(
     cfg: &MlmConfig,
     run: &RunDir,
     device: &Device,
-    quiet: bool,
+    opts: &MlmRunOptions,
 ) -> Result<Vec<MlmEpoch>> {
     ensure!(!train.is_empty(), "no training lines");
+    let quiet = opts.quiet;
     let ad = device.clone().autodiff();
-    let mut model = trainable(model);
-    let masker = masker(tok, cfg)?;
     let mut adam = Adam::new(AdamConfig {
         weight_decay: cfg.weight_decay,
         clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
         ..AdamConfig::default()
     });
+    let mut model = model;
+    let mut start_epoch = 1;
+    let mut step = 0u64;
+    if opts.resume {
+        let path = run.file(CHECKPOINT);
+        let (tensors, meta) = load_safetensors(&path).with_context(|| {
+            format!(
+                "cannot resume: no readable checkpoint at {}",
+                path.display()
+            )
+        })?;
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .with_context(|| format!("{}: metadata lacks `{k}`", path.display()))
+        };
+        let saved: MlmConfig = toml::from_str(&get("mlm_config")?)?;
+        ensure!(
+            &saved == cfg,
+            "cannot resume {}: its training configuration differs from the one given",
+            path.display()
+        );
+        let (model_t, opt_t): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
+            .into_iter()
+            .partition(|(k, _)| !k.starts_with("optimizer."));
+        let model_t: BTreeMap<String, TensorData> = model_t
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v))
+            .collect();
+        model = load_named(model, &model_t, &hf_renames(), device, &path)?;
+        let opt_t: BTreeMap<String, TensorData> = opt_t
+            .into_iter()
+            .map(|(k, v)| (k["optimizer.".len()..].to_string(), v))
+            .collect();
+        adam.load_state(get("adam_step")?.parse()?, &opt_t, device);
+        start_epoch = get("epoch")?.parse::<usize>()? + 1;
+        step = get("step")?.parse()?;
+    }
+    let mut model = trainable(model);
+    let masker = masker(tok, cfg)?;
     let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
     let schedule = Schedule {
         lr: cfg.lr,
@@ -202,9 +254,8 @@ pub fn train_mlm(
         decay: Decay::Linear,
         total_steps: steps_per_epoch * cfg.epochs as u64,
     };
-    let mut step = 0u64;
     let mut records = Vec::new();
-    for epoch in 1..=cfg.epochs {
+    for epoch in start_epoch..=cfg.epochs {
         let t0 = Instant::now();
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng_for(cfg.seed, STREAM_SHUFFLE, epoch as u64));
@@ -276,9 +327,39 @@ pub fn train_mlm(
             );
         }
         save_model_dir(&model.valid(), bert_cfg, tok, &run.path)?;
+        // Weights and optimiser state after every epoch, so that training can resume exactly.
+        let mut tensors = hf_named(&model.valid());
+        for (k, v) in adam.state_tensors() {
+            tensors.push((format!("optimizer.{k}"), v));
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), "tessera-mlm".to_string());
+        meta.insert("mlm_config".to_string(), toml::to_string(cfg)?);
+        meta.insert("epoch".to_string(), epoch.to_string());
+        meta.insert("step".to_string(), step.to_string());
+        meta.insert("adam_step".to_string(), adam.step.to_string());
+        save_safetensors(&run.file(CHECKPOINT), &tensors, meta)?;
         records.push(record);
+        if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
+            break;
+        }
     }
     Ok(records)
+}
+
+/// The model's tensors under `BertForMaskedLM` names.
+fn hf_named(model: &Bert) -> Vec<(String, TensorData)> {
+    named_tensors(model, &hf_renames())
+        .into_iter()
+        .map(|(k, v)| {
+            let k = if k.starts_with("cls.") {
+                k
+            } else {
+                format!("bert.{k}")
+            };
+            (k, v)
+        })
+        .collect()
 }
 
 /// Write a Hugging Face-style model directory: `config.json`, `model.safetensors`
