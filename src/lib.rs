@@ -8,3 +8,4 @@ pub mod bert4rec;
 pub mod core;
 pub mod metapath2vec;
 pub mod text;
+pub mod vit;

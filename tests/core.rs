@@ -113,6 +113,7 @@ fn encoder_case(name: &str, norm: NormPlacement) {
         norm,
         layer_norm_eps: f["eps"].as_f64().unwrap(),
         init_std: 0.02,
+        layer_scale: None,
     };
     let layer = load_named(
         cfg.init_layer(&dev),
@@ -158,6 +159,7 @@ fn encoder_gradient_case(name: &str, norm: NormPlacement) {
         norm,
         layer_norm_eps: f["eps"].as_f64().unwrap(),
         init_std: 0.02,
+        layer_scale: None,
     };
     let layer = load_named(
         cfg.init_layer(&ad),
@@ -295,6 +297,7 @@ fn padding_keys_do_not_change_outputs() {
         norm: NormPlacement::Post,
         layer_norm_eps: 1e-12,
         init_std: 0.2,
+        layer_scale: None,
     };
     let enc = cfg.init(&dev);
     let y1: Vec<f32> = enc
@@ -462,6 +465,7 @@ fn checkpoint_round_trip_uses_pytorch_layout_and_names() {
         norm: NormPlacement::Post,
         layer_norm_eps: 1e-12,
         init_std: 0.02,
+        layer_scale: None,
     };
     let enc = cfg.init(&dev);
     let renames = tessera::core::encoder::HF_BERT_LAYER_RENAMES;

@@ -41,6 +41,7 @@ impl Bert4Rec {
                 norm: NormPlacement::Post,
                 layer_norm_eps: cfg.layer_norm_eps,
                 init_std: cfg.init_std,
+                layer_scale: None,
             }
             .init(device),
             head: TiedHead::new(

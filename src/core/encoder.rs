@@ -5,8 +5,8 @@
 use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
 use super::dropout::Dropout;
 use super::fused::gelu;
-use burn::module::Module;
-use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::module::{Module, Param};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -33,6 +33,28 @@ pub struct EncoderConfig {
     pub layer_norm_eps: f64,
     /// Standard deviation of the normal initialisation of weights (BERT: 0.02).
     pub init_std: f64,
+    /// LayerScale (CaiT; DINOv2): each sub-layer's output is multiplied by a learned per-channel
+    /// scale initialised to this value before the residual sum. `None`: no scale (BERT, ViT).
+    pub layer_scale: Option<f64>,
+}
+
+/// A learned per-channel scale; DINOv2 names it `layer_scale{1,2}.lambda1`.
+#[derive(Module, Debug)]
+pub struct LayerScale {
+    pub lambda1: Param<Tensor<1>>,
+}
+
+impl LayerScale {
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        x * self.lambda1.val().unsqueeze::<3>()
+    }
+}
+
+fn scaled(scale: &Option<LayerScale>, x: Tensor<3>) -> Tensor<3> {
+    match scale {
+        Some(s) => s.forward(x),
+        None => x,
+    }
 }
 
 /// One encoder layer. Field names map to Hugging Face BERT names in checkpoints:
@@ -48,6 +70,9 @@ pub struct EncoderLayer {
     pub output_norm: LayerNorm,
     pub dropout: Dropout,
     pub pre_norm: bool,
+    /// LayerScale after attention and after the feed-forward (pre-norm only).
+    pub layer_scale1: Option<LayerScale>,
+    pub layer_scale2: Option<LayerScale>,
 }
 
 #[derive(Module, Debug)]
@@ -80,6 +105,14 @@ impl EncoderConfig {
             output_norm: ln(),
             dropout: Dropout::new(self.hidden_dropout),
             pre_norm: self.norm == NormPlacement::Pre,
+            layer_scale1: self.layer_scale.map(|v| self.init_layer_scale(v, device)),
+            layer_scale2: self.layer_scale.map(|v| self.init_layer_scale(v, device)),
+        }
+    }
+
+    fn init_layer_scale(&self, value: f64, device: &Device) -> LayerScale {
+        LayerScale {
+            lambda1: Initializer::Constant { value }.init([self.hidden], device),
         }
     }
 
@@ -99,13 +132,12 @@ impl EncoderLayer {
     pub fn forward(&self, x: Tensor<3>, key_padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
         if self.pre_norm {
             let normed = self.attention_norm.forward(x.clone());
-            let a = x + self.dropout.forward(self.attention.forward(
-                normed.clone(),
-                normed,
-                key_padding,
-            ));
+            let attended = self.attention.forward(normed.clone(), normed, key_padding);
+            let a = x + self.dropout.forward(scaled(&self.layer_scale1, attended));
             let normed = self.output_norm.forward(a.clone());
-            a + self.dropout.forward(self.feed_forward(normed))
+            a + self
+                .dropout
+                .forward(scaled(&self.layer_scale2, self.feed_forward(normed)))
         } else {
             let a = self.attention_norm.forward(
                 x.clone()

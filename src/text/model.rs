@@ -82,6 +82,7 @@ impl Bert {
                 norm: NormPlacement::Post,
                 layer_norm_eps: cfg.layer_norm_eps,
                 init_std: cfg.initializer_range,
+                layer_scale: None,
             }
             .init(device),
             pooler: Pooler {
