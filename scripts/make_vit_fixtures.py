@@ -40,6 +40,13 @@ with torch.no_grad():
     d = dino(pixel_values=pixels)
     out["dinov2"] = {"last_hidden_state": [float(x) for x in d.last_hidden_state.reshape(-1)],
                      "pooler_output": [float(x) for x in d.pooler_output.reshape(-1)]}
+    # Another resolution (56 x 40: a 7 x 5 grid from the 4 x 4 one): interpolated positions.
+    big = torch.randn(1, 3, 56, 40)
+    out["pixel_values_56x40"] = {"shape": list(big.shape), "data": [float(v) for v in big.reshape(-1)]}
+    d = dino(pixel_values=big)
+    out["dinov2_56x40"] = {"last_hidden_state": [float(x) for x in d.last_hidden_state.reshape(-1)]}
+    v = vit.vit(pixel_values=big, interpolate_pos_encoding=True)
+    out["vit_56x40"] = {"last_hidden_state": [float(x) for x in v.last_hidden_state.reshape(-1)]}
 vit.save_pretrained(root / "vit-tiny", safe_serialization=True)
 dino.save_pretrained(root / "dinov2-tiny", safe_serialization=True)
 (root / "vit_reference.json").write_text(json.dumps(out))

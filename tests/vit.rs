@@ -33,16 +33,17 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 }
 
 fn pixels(r: &Value, dev: &Device) -> Tensor<4> {
-    let shape: Vec<usize> = r["pixel_values"]["shape"]
+    pixels_of(r, "pixel_values", dev)
+}
+
+fn pixels_of(r: &Value, key: &str, dev: &Device) -> Tensor<4> {
+    let shape: Vec<usize> = r[key]["shape"]
         .as_array()
         .unwrap()
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    Tensor::from_data(
-        TensorData::new(floats(&r["pixel_values"]["data"]), shape),
-        dev,
-    )
+    Tensor::from_data(TensorData::new(floats(&r[key]["data"]), shape), dev)
 }
 
 fn check(name: &str, dir: &str) {
@@ -58,6 +59,17 @@ fn check(name: &str, dir: &str) {
     let pooled: Vec<f32> = out.pooler_output.into_data().try_to_vec().unwrap();
     let d = max_diff(&pooled, &floats(&r[name]["pooler_output"]));
     assert!(d < 1e-4, "{name}: pooled max abs diff {d}");
+    // 56 x 40 pixels: a 7 x 5 grid, positions interpolated from the checkpoint's 4 x 4 (bicubic).
+    let out = model
+        .forward(pixels_of(&r, "pixel_values_56x40", &dev))
+        .unwrap();
+    let last: Vec<f32> = out.last_hidden_state.into_data().try_to_vec().unwrap();
+    let d = max_diff(
+        &last,
+        &floats(&r[&format!("{name}_56x40")]["last_hidden_state"]),
+    );
+    eprintln!("{name}: 56x40 (interpolated positions) max abs diff {d:.2e}");
+    assert!(d < 1e-4, "{name}: interpolated positions max abs diff {d}");
     if let Some(logits) = r[name].get("logits") {
         let got: Vec<f32> = model
             .logits(pixels(&r, &dev))
@@ -99,12 +111,6 @@ fn wrong_inputs_and_checkpoints_give_clear_errors() {
         .unwrap()
         .to_string();
     assert!(err.contains("channels"), "{err}");
-    let err = model
-        .forward(Tensor::zeros([1, 3, 64, 64], &dev))
-        .err()
-        .unwrap()
-        .to_string();
-    assert!(err.contains("position embeddings"), "{err}");
     // A config that does not fit the weights names the tensor.
     let wrong = VitConfig {
         intermediate_size: Some(48),

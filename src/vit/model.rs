@@ -98,7 +98,7 @@ impl Vit {
     }
 
     /// `pixel_values` [B, C, H, W] (normalised) -> hidden states. H and W must be multiples of
-    /// the patch size and give the checkpoint's grid (position interpolation is not in yet).
+    /// the patch size; a grid other than the checkpoint's interpolates the position embeddings.
     pub fn forward(&self, pixel_values: Tensor<4>) -> Result<VitOutput> {
         let [b, c, h, w] = pixel_values.dims();
         let p = self.patch_size;
@@ -118,13 +118,19 @@ impl Vit {
         let patches = patches.reshape([b, d, gh * gw]).swap_dims(1, 2);
         let pos = self.embeddings.position_embeddings.val();
         let positions = pos.dims()[1];
-        if positions != 1 + gh * gw {
-            bail!(
-                "a {h}x{w} image gives {} patches but the model has {} position embeddings",
-                gh * gw,
-                positions - 1
-            );
-        }
+        let pos = if positions == 1 + gh * gw && gh == gw {
+            pos
+        } else {
+            let side = ((positions - 1) as f64).sqrt().round() as usize;
+            if side * side != positions - 1 {
+                bail!(
+                    "a {h}x{w} image gives {gh}x{gw} patches and the model's {} position \
+                     embeddings are not a square grid to interpolate",
+                    positions - 1
+                );
+            }
+            interpolate_positions(pos, side, gh, gw)
+        };
         let cls = self.embeddings.cls_token.val().expand([b, 1, d]);
         let x = Tensor::cat(vec![cls, patches], 1) + pos;
         let x = self.embeddings.dropout.forward(x);
@@ -144,6 +150,55 @@ impl Vit {
             None => bail!("this model has no classification head (num_labels = 0)"),
         }
     }
+}
+
+/// Weights [output, input] of 1-D bicubic resampling as PyTorch's
+/// `interpolate(mode="bicubic", align_corners=False)` computes them: source coordinate
+/// `(o + 0.5) * input / output - 0.5`, cubic convolution with A = -0.75, indices clamped at the
+/// borders.
+pub fn bicubic_weights(input: usize, output: usize) -> Vec<f32> {
+    const A: f64 = -0.75;
+    let near = |x: f64| ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0;
+    let far = |x: f64| ((A * x - 5.0 * A) * x + 8.0 * A) * x - 4.0 * A;
+    let scale = input as f64 / output as f64;
+    let mut w = vec![0f32; output * input];
+    for o in 0..output {
+        let src = (o as f64 + 0.5) * scale - 0.5;
+        let base = src.floor();
+        let t = src - base;
+        let coeffs = [far(t + 1.0), near(t), near(1.0 - t), far(2.0 - t)];
+        for (k, c) in coeffs.iter().enumerate() {
+            let i = (base as i64 - 1 + k as i64).clamp(0, input as i64 - 1) as usize;
+            w[o * input + i] += *c as f32;
+        }
+    }
+    w
+}
+
+/// Position embeddings [1, 1 + side^2, D] resampled to a `rows` x `cols` patch grid in 2-D
+/// (bicubic, as Hugging Face's `interpolate_pos_encoding`), the class position unchanged. A
+/// matrix product, so fine-tuning at the new size trains the original embeddings.
+pub fn interpolate_positions(pos: Tensor<3>, side: usize, rows: usize, cols: usize) -> Tensor<3> {
+    let d = pos.dims()[2];
+    let device = pos.device();
+    let wy = bicubic_weights(side, rows);
+    let wx = bicubic_weights(side, cols);
+    let mut w = vec![0f32; rows * cols * side * side];
+    for y in 0..rows {
+        for x in 0..cols {
+            let row = &mut w[(y * cols + x) * side * side..][..side * side];
+            for i in 0..side {
+                for j in 0..side {
+                    row[i * side + j] = wy[y * side + i] * wx[x * side + j];
+                }
+            }
+        }
+    }
+    let w: Tensor<2> = Tensor::from_data(TensorData::new(w, [rows * cols, side * side]), &device);
+    let cls = pos.clone().narrow(1, 0, 1);
+    let grid = pos.narrow(1, 1, side * side).reshape([side * side, d]);
+    let resized = w.matmul(grid).reshape([1, rows * cols, d]);
+    Tensor::cat(vec![cls, resized], 1)
 }
 
 /// Our parameter paths -> Hugging Face names for a layout.
