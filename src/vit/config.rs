@@ -165,7 +165,7 @@ impl VitConfig {
                 self.hidden_act
             );
         }
-        if self.patch_size == 0 || self.image_size % self.patch_size != 0 {
+        if self.patch_size == 0 || !self.image_size.is_multiple_of(self.patch_size) {
             bail!(
                 "image_size {} is not a multiple of patch_size {}",
                 self.image_size,
