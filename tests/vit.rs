@@ -154,3 +154,296 @@ fn imported_dinov2_s14_matches_onnxruntime_at_224_with_interpolated_positions() 
     eprintln!("DINOv2-S/14 at 224x224 vs onnxruntime: max abs diff {d:.2e}");
     assert!(d < 1e-4, "max abs diff {d}");
 }
+
+mod data_and_training {
+    use super::*;
+    use tessera::core::run::RunDir;
+    use tessera::vit::data::{
+        random_shift, read_cifar, read_idx, read_images, read_pixel_csv, stratified_split,
+    };
+    use tessera::vit::model::Vit;
+    use tessera::vit::train::{train_vit, VitRunOptions, VitTrainConfig, CHECKPOINT};
+
+    #[test]
+    fn readers_parse_and_name_file_line_and_field_on_bad_input() {
+        let d = tempfile::tempdir().unwrap();
+        let csv = d.path().join("px.csv");
+        std::fs::write(&csv, "0,16,8,4,3\n16,0,0,0,1\n").unwrap();
+        let set = read_pixel_csv(&csv, 2, 16.0).unwrap();
+        assert_eq!((set.len(), set.classes, set.height), (2, 4, 2));
+        assert_eq!(set.image(0), &[0.0, 1.0, 0.5, 0.25]);
+        std::fs::write(&csv, "0,16,8,4,3\n16,0,99,0,1\n").unwrap();
+        let err = read_pixel_csv(&csv, 2, 16.0).err().unwrap().to_string();
+        assert!(err.contains("px.csv:2") && err.contains("pixel 3"), "{err}");
+        std::fs::write(&csv, "0,16,8,3\n").unwrap();
+        let err = read_images(&csv, false).err().unwrap().to_string();
+        assert!(err.contains("px.csv:1"), "{err}");
+
+        // IDX: two 2x3 images.
+        let mut im = vec![0, 0, 8, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 3];
+        im.extend([0, 51, 102, 153, 204, 255, 255, 0, 0, 0, 0, 0]);
+        let lb = vec![0, 0, 8, 1, 0, 0, 0, 2, 7, 1];
+        std::fs::write(d.path().join("train-images-idx3-ubyte"), &im).unwrap();
+        std::fs::write(d.path().join("train-labels-idx1-ubyte"), &lb).unwrap();
+        let set = read_images(d.path(), false).unwrap();
+        assert_eq!(
+            (set.len(), set.height, set.width, set.labels.clone()),
+            (2, 2, 3, vec![7, 1])
+        );
+        assert!((set.image(0)[1] - 0.2).abs() < 1e-6);
+        std::fs::write(
+            d.path().join("bad-labels"),
+            [0u8, 0, 8, 1, 0, 0, 0, 3, 1, 2, 3],
+        )
+        .unwrap();
+        let err = read_idx(
+            &d.path().join("train-images-idx3-ubyte"),
+            &d.path().join("bad-labels"),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(err.contains("3 labels for 2 images"), "{err}");
+
+        // CIFAR-10: label byte + 3072 pixels; a truncated file is refused.
+        let mut rec = vec![9u8];
+        rec.extend(std::iter::repeat_n(255u8, 3072));
+        let c = d.path().join("data_batch_1.bin");
+        std::fs::write(&c, [rec.clone(), rec].concat()).unwrap();
+        let set = read_cifar(&[c.as_path()], 1).unwrap();
+        assert_eq!((set.len(), set.channels, set.labels[1]), (2, 3, 9));
+        std::fs::write(&c, vec![0u8; 3000]).unwrap();
+        assert!(read_cifar(&[c.as_path()], 1).is_err());
+    }
+
+    #[test]
+    fn split_is_stratified_and_seeded_and_shift_moves_pixels() {
+        let labels: Vec<u32> = (0..1000).map(|i| (i % 10) as u32).collect();
+        let (train, test) = stratified_split(&labels, 0.1, 0);
+        assert_eq!((train.len(), test.len()), (900, 100));
+        for c in 0..10 {
+            assert_eq!(test.iter().filter(|&&i| labels[i] == c).count(), 10);
+        }
+        assert_eq!(stratified_split(&labels, 0.1, 0).1, test);
+        assert_ne!(stratified_split(&labels, 0.1, 1).1, test);
+
+        let mut img = vec![0f32; 25];
+        img[12] = 1.0; // centre of 5x5
+        let mut out = vec![0f32; 25];
+        let mut rng: rand::rngs::StdRng = rand::SeedableRng::seed_from_u64(3);
+        for _ in 0..20 {
+            random_shift(&img, 1, 5, 5, 2, &mut rng, &mut out);
+            assert_eq!(
+                out.iter().sum::<f32>(),
+                1.0,
+                "a shift of at most 2 keeps the centre pixel"
+            );
+        }
+    }
+
+    fn digits() -> Option<tessera::vit::data::ImageSet> {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits/digits.csv.gz");
+        if !p.exists() {
+            eprintln!("skipped: run scripts/fetch-data.sh digits");
+            return None;
+        }
+        Some(read_images(&p, false).unwrap())
+    }
+
+    fn tiny(set: &tessera::vit::data::ImageSet) -> VitConfig {
+        VitConfig {
+            hidden_size: 32,
+            num_hidden_layers: 2,
+            num_attention_heads: 4,
+            intermediate_size: Some(64),
+            image_size: 8,
+            patch_size: 2,
+            num_channels: 1,
+            num_labels: set.classes,
+            ..VitConfig::default()
+        }
+    }
+
+    #[test]
+    fn short_training_on_real_digits_learns_far_above_chance() {
+        let Some(all) = digits() else { return };
+        assert_eq!((all.len(), all.classes), (1797, 10));
+        let (tr, te) = stratified_split(&all.labels, 0.2, 0);
+        let (train, test) = (all.subset(&tr), all.subset(&te));
+        let mc = tiny(&train);
+        let dev = Device::flex();
+        dev.seed(0);
+        let cfg = VitTrainConfig {
+            epochs: 15,
+            batch_size: 64,
+            micro_batch: 32,
+            warmup_steps: 20,
+            lr: 2e-3,
+            max_shift: 0,
+            ..VitTrainConfig::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::create(dir.path()).unwrap();
+        let quiet = VitRunOptions {
+            quiet: true,
+            ..Default::default()
+        };
+        let r = train_vit(
+            Vit::new(&mc, &dev),
+            &mc,
+            &train,
+            &test,
+            &cfg,
+            &run,
+            &dev,
+            &quiet,
+        )
+        .unwrap();
+        let (first, last) = (r.first().unwrap(), r.last().unwrap());
+        eprintln!(
+            "digits: loss {:.3} -> {:.3}, test top-1 {:.3}",
+            first.loss, last.loss, last.test_top1
+        );
+        assert!(
+            last.loss < first.loss - 0.5,
+            "loss {} -> {}",
+            first.loss,
+            last.loss
+        );
+        // Chance is 0.1 (ten balanced classes).
+        assert!(last.test_top1 > 0.6, "test top-1 {}", last.test_top1);
+        // The run directory loads back as a Hugging Face ViT with the same predictions.
+        let cfg_back = VitConfig::from_json_file(&run.file("config.json")).unwrap();
+        let back = load_hf(&cfg_back, &run.file("model.safetensors"), &dev).unwrap();
+        let m = tessera::vit::train::evaluate(&back, &test, &cfg, &dev).unwrap();
+        assert!((m.top1 - last.test_top1).abs() < 1e-9);
+        assert_eq!(
+            m.confusion.iter().flatten().sum::<u32>() as usize,
+            test.len()
+        );
+    }
+
+    #[test]
+    fn interrupted_and_resumed_vit_training_equals_uninterrupted() {
+        let Some(all) = digits() else { return };
+        let (tr, te) = stratified_split(&all.labels, 0.8, 1);
+        let (train, test) = (all.subset(&tr[..200]), all.subset(&te[..100]));
+        let mc = tiny(&all);
+        let dev = Device::flex();
+        let cfg = VitTrainConfig {
+            epochs: 2,
+            batch_size: 50,
+            micro_batch: 25,
+            warmup_steps: 2,
+            ..VitTrainConfig::default()
+        };
+        let fresh = || {
+            dev.seed(0);
+            Vit::new(&mc, &dev)
+        };
+        let opts = |resume, stop| VitRunOptions {
+            quiet: true,
+            resume,
+            stop_after_epochs: stop,
+        };
+        let a_dir = tempfile::tempdir().unwrap();
+        let a = RunDir::create(a_dir.path()).unwrap();
+        train_vit(
+            fresh(),
+            &mc,
+            &train,
+            &test,
+            &cfg,
+            &a,
+            &dev,
+            &opts(false, None),
+        )
+        .unwrap();
+        let b_dir = tempfile::tempdir().unwrap();
+        let b = RunDir::create(b_dir.path()).unwrap();
+        train_vit(
+            fresh(),
+            &mc,
+            &train,
+            &test,
+            &cfg,
+            &b,
+            &dev,
+            &opts(false, Some(1)),
+        )
+        .unwrap();
+        train_vit(
+            fresh(),
+            &mc,
+            &train,
+            &test,
+            &cfg,
+            &b,
+            &dev,
+            &opts(true, None),
+        )
+        .unwrap();
+        let (ta, _) = tessera::core::checkpoint::load_safetensors(&a.file(CHECKPOINT)).unwrap();
+        let (tb, mb) = tessera::core::checkpoint::load_safetensors(&b.file(CHECKPOINT)).unwrap();
+        assert_eq!(mb["epoch"], "2");
+        for (k, v) in &ta {
+            assert_eq!(v, &tb[k], "tensor {k} differs after resuming");
+        }
+    }
+
+    #[test]
+    fn features_cli_writes_hidden_states_and_refuses_bad_inputs() {
+        let bin = env!("CARGO_BIN_EXE_tessera");
+        let d = tempfile::tempdir().unwrap();
+        let input = d.path().join("px.safetensors");
+        let r = reference();
+        let px = TensorData::new(floats(&r["pixel_values"]["data"]), [2, 3, 32, 32]);
+        tessera::core::checkpoint::save_safetensors(
+            &input,
+            &[("pixel_values".to_string(), px)],
+            Default::default(),
+        )
+        .unwrap();
+        let out = d.path().join("f.safetensors");
+        let run = std::process::Command::new(bin)
+            .args(["vit", "features", "--model"])
+            .arg(fixtures().join("vit-tiny"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (t, _) = tessera::core::checkpoint::load_safetensors(&out).unwrap();
+        assert_eq!(t["last_hidden_state"].shape().to_vec(), vec![2, 17, 32]);
+        assert_eq!(t["pooler_output"].shape().to_vec(), vec![2, 32]);
+        let got: Vec<f32> = t["last_hidden_state"].clone().try_to_vec().unwrap();
+        assert!(max_diff(&got, &floats(&r["vit"]["last_hidden_state"])) < 1e-4);
+        // A file without `pixel_values`.
+        tessera::core::checkpoint::save_safetensors(
+            &input,
+            &[(
+                "images".to_string(),
+                TensorData::new(vec![0f32; 4], [1, 1, 2, 2]),
+            )],
+            Default::default(),
+        )
+        .unwrap();
+        let run = std::process::Command::new(bin)
+            .args(["vit", "features", "--model"])
+            .arg(fixtures().join("vit-tiny"))
+            .arg("--input")
+            .arg(&input)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(!run.status.success());
+        assert!(String::from_utf8_lossy(&run.stderr).contains("no tensor `pixel_values`"));
+    }
+}

@@ -12,6 +12,7 @@ macro_rules! set_if_some {
 mod bert4rec;
 mod metapath2vec;
 mod text;
+mod vit;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
@@ -42,6 +43,9 @@ pub enum ModelCommand {
     /// BERT text encoder with WordPiece (Devlin et al., 2019): embed, fill masks, train.
     #[command(subcommand)]
     Text(text::Command),
+    /// ViT image classification and features; DINOv2 backbones (Dosovitskiy et al., 2021).
+    #[command(subcommand)]
+    Vit(vit::Command),
 }
 
 /// Options every command shares.
@@ -63,5 +67,6 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Bert4rec(cmd) => bert4rec::run(cmd),
         ModelCommand::Metapath2vec(cmd) => metapath2vec::run(cmd),
         ModelCommand::Text(cmd) => text::run(cmd),
+        ModelCommand::Vit(cmd) => vit::run(cmd),
     }
 }

@@ -127,17 +127,37 @@ impl ModuleMapper for Loader<'_> {
             ));
             return Param::from_mapped_value(id, tensor, mapper);
         }
-        self.used.push(name);
+        self.used.push(name.clone());
         let require_grad = tensor.is_require_grad();
         let dev = if tensor.device().is_autodiff() {
             self.device.clone().autodiff()
         } else {
             self.device.clone()
         };
-        let mut loaded: Tensor<D> = Tensor::from_data(data.clone(), &dev);
-        if transpose && D == 2 {
-            loaded = loaded.swap_dims(0, 1);
-        }
+        // Transposed on the host so that the parameter is contiguous, exactly as a freshly
+        // initialised one: a strided view would change matmul rounding after a resume.
+        let data = if transpose && D == 2 {
+            let shape = data.shape().to_vec();
+            let (rows, cols) = (shape[0], shape[1]);
+            match data.clone().convert::<f32>().try_to_vec::<f32>() {
+                Ok(v) => {
+                    let mut t = vec![0f32; v.len()];
+                    for r in 0..rows {
+                        for c in 0..cols {
+                            t[c * rows + r] = v[r * cols + c];
+                        }
+                    }
+                    TensorData::new(t, [cols, rows])
+                }
+                Err(e) => {
+                    self.errors.push(format!("tensor `{name}`: {e:?}"));
+                    return Param::from_mapped_value(id, tensor, mapper);
+                }
+            }
+        } else {
+            data.clone()
+        };
+        let mut loaded: Tensor<D> = Tensor::from_data(data, &dev);
         if require_grad {
             loaded = loaded.require_grad();
         }

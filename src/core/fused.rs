@@ -119,22 +119,29 @@ fn lanes_sum(x: &[f32]) -> f32 {
     tail.iter().chain(&acc).sum()
 }
 
-/// One row of softmax cross-entropy: overwrites `row` with `softmax(row) - onehot(target)` and
-/// returns `-log softmax(row)[target]`.
+/// One row of softmax cross-entropy against the target distribution
+/// `q = (1 - smoothing) onehot(target) + smoothing / C`: overwrites `row` with `softmax(row) - q`
+/// and returns `-sum_j q_j log softmax(row)_j = logsumexp(row) - sum_j q_j row_j`.
 #[inline(always)]
-fn cross_entropy_row(row: &mut [f32], target: usize) -> f32 {
+fn cross_entropy_row(row: &mut [f32], target: usize, smoothing: f32) -> f32 {
     let max = lanes_max(row);
     let logit = row[target];
+    let uniform = smoothing / row.len() as f32;
+    let mean_part = if smoothing > 0.0 {
+        uniform * lanes_sum(row)
+    } else {
+        0.0
+    };
     for v in row.iter_mut() {
         *v = exp_f32(*v - max);
     }
     let sum = lanes_sum(row);
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
-        *v *= inv;
+        *v = *v * inv - uniform;
     }
-    row[target] -= 1.0;
-    sum.ln() + max - logit
+    row[target] -= 1.0 - smoothing;
+    sum.ln() + max - (1.0 - smoothing) * logit - mean_part
 }
 
 simd_dispatch!(gelu_chunk(x: &[f32], d: &mut [f32], c: &mut [f32]) -> () {
@@ -145,10 +152,10 @@ simd_dispatch!(gelu_forward_chunk(x: &mut [f32]) -> () {
     gelu_forward_kernel(x)
 });
 
-simd_dispatch!(cross_entropy_rows(rows: &mut [f32], width: usize, targets: &[u32]) -> f64 {
+simd_dispatch!(cross_entropy_rows(rows: &mut [f32], width: usize, targets: &[u32], smoothing: f32) -> f64 {
     let mut total = 0.0f64;
     for (row, &t) in rows.chunks_mut(width).zip(targets) {
-        total += cross_entropy_row(row, t as usize) as f64;
+        total += cross_entropy_row(row, t as usize, smoothing) as f64;
     }
     total
 });
@@ -191,6 +198,12 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 /// Mean softmax cross-entropy of `logits` [M, C] against class indices `targets` (M of them,
 /// each < C). On the host: one fused pass per row for the value and the gradient.
 pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
+    cross_entropy_smoothed(logits, targets, 0.0)
+}
+
+/// [`cross_entropy`] with label smoothing: the target is `1 - smoothing` on the class plus
+/// `smoothing / C` on every class (Szegedy et al.; PyTorch's `label_smoothing`).
+pub fn cross_entropy_smoothed(logits: Tensor<2>, targets: &[u32], smoothing: f64) -> Tensor<1> {
     let [m, width] = logits.dims();
     assert_eq!(m, targets.len(), "one target per row");
     assert!(
@@ -201,7 +214,12 @@ pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
     if !is_host(&device) || m == 0 {
         let t: Vec<i64> = targets.iter().map(|&t| t as i64).collect();
         let t: Tensor<2, Int> = Tensor::from_data(TensorData::new(t, [m, 1]), &device);
-        return log_softmax(logits, 1).gather(1, t).mean().neg();
+        let logp = log_softmax(logits, 1);
+        let nll = logp.clone().gather(1, t).mean().neg();
+        if smoothing == 0.0 {
+            return nll;
+        }
+        return nll.mul_scalar(1.0 - smoothing) - logp.mean().mul_scalar(smoothing);
     }
     let mut grad = host_values(&logits);
     let rows_per_task = (CHUNK / width).max(1);
@@ -209,7 +227,7 @@ pub fn cross_entropy(logits: Tensor<2>, targets: &[u32]) -> Tensor<1> {
     let partial: Vec<f64> = grad
         .par_chunks_mut(rows_per_task * width)
         .zip(targets.par_chunks(rows_per_task))
-        .map(|(rows, t)| cross_entropy_rows(rows, width, t))
+        .map(|(rows, t)| cross_entropy_rows(rows, width, t, smoothing as f32))
         .collect();
     let total: f64 = partial.iter().sum();
     let value = (total / m as f64) as f32;

@@ -3,4 +3,6 @@
 //! readers, feature extraction and the command line follow (issue 4).
 
 pub mod config;
+pub mod data;
 pub mod model;
+pub mod train;

@@ -1,0 +1,306 @@
+//! `tessera vit train|eval|features`.
+
+use super::Common;
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::PathBuf;
+use tessera::core::checkpoint::{load_safetensors, save_safetensors};
+use tessera::core::device::{device_from_name, set_threads};
+use tessera::core::run::RunDir;
+use tessera::vit::config::VitConfig;
+use tessera::vit::data::{read_images, stratified_split, ImageSet};
+use tessera::vit::model::{load_hf, Vit};
+use tessera::vit::train::{evaluate, train_vit, ClassMetrics, VitRunOptions, VitTrainConfig};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Train from scratch (--preset) or fine-tune a checkpoint (--model) on labelled images.
+    Train(TrainArgs),
+    /// Top-1, top-5, per-class accuracy and the confusion matrix of a trained run.
+    Eval(EvalArgs),
+    /// Final hidden states and class-token features for a safetensors `pixel_values` tensor.
+    Features(FeaturesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Images: a pixel CSV (.csv/.csv.gz, e.g. data/mnist-5k/mnist_5k.csv.gz), or a directory of
+    /// IDX files or CIFAR batches.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Held-out images: another path as --data; without it a fixed stratified split of --data
+    /// (--test-fraction, seeded) is held out.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
+    /// Fraction held out when there is no --test-data.
+    #[arg(long, default_value_t = 0.1)]
+    pub test_fraction: f64,
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    /// Architecture from scratch: mnist, cifar, ti16, s16, b16, l16, ti14, s14, b14, l14.
+    #[arg(long, default_value = "mnist")]
+    pub preset: String,
+    /// Fine-tune this Hugging Face ViT/DINOv2 directory instead (a new head for the data's classes).
+    #[arg(long, conflicts_with = "preset")]
+    pub model: Option<PathBuf>,
+    /// Width of the model from scratch (overrides the preset's).
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    /// Layers of the model from scratch (overrides the preset's).
+    #[arg(long)]
+    pub layers: Option<usize>,
+    /// Attention heads of the model from scratch (overrides the preset's).
+    #[arg(long)]
+    pub heads: Option<usize>,
+    /// TOML with training settings (seed, epochs, lr, ...); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long)]
+    pub stop_after_epochs: Option<usize>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// Model directory (config.json + model.safetensors).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A safetensors file with a float tensor `pixel_values` [B, C, H, W], already normalised.
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Output safetensors: `last_hidden_state` [B, 1+N, D], `pooler_output` [B, D].
+    #[arg(long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Train(a) => cmd_train(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Features(a) => cmd_features(a),
+    }
+}
+
+/// Train and test sets, and the split recorded for `eval`.
+fn data_sets(a: &TrainArgs, seed: u64) -> Result<(ImageSet, ImageSet, serde_json::Value)> {
+    let all = read_images(&a.data, false)?;
+    Ok(match &a.test_data {
+        Some(t) => {
+            let test = read_images(t, true)?;
+            let split = serde_json::json!({"data": a.data, "test_data": t});
+            (all, test, split)
+        }
+        None => {
+            anyhow::ensure!(
+                a.test_fraction > 0.0 && a.test_fraction < 1.0,
+                "--test-fraction must be in (0, 1)"
+            );
+            let (tr, te) = stratified_split(&all.labels, a.test_fraction, seed);
+            let split = serde_json::json!({"data": a.data, "test_fraction": a.test_fraction,
+                "seed": seed, "test_indices": te});
+            (all.subset(&tr), all.subset(&te), split)
+        }
+    })
+}
+
+fn cmd_train(a: TrainArgs) -> Result<()> {
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mut cfg: VitTrainConfig = match &a.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        None => VitTrainConfig::default(),
+    };
+    set_if_some!(cfg.seed, a.seed);
+    set_if_some!(cfg.epochs, a.epochs);
+    set_if_some!(cfg.lr, a.lr);
+    set_if_some!(cfg.batch_size, a.batch_size);
+    anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
+    let (train, test, split) = data_sets(&a, cfg.seed)?;
+    let (model, model_cfg) = match &a.model {
+        Some(dir) => {
+            let mut mc = VitConfig::from_json_file(&dir.join("config.json"))?;
+            mc.num_labels = 0;
+            let backbone = load_hf(&mc, &dir.join("model.safetensors"), &device)?;
+            mc.num_labels = train.classes;
+            device.seed(cfg.seed);
+            let mut m = Vit::new(&mc, &device);
+            m.embeddings = backbone.embeddings;
+            m.encoder = backbone.encoder;
+            m.layernorm = backbone.layernorm;
+            (m, mc)
+        }
+        None => {
+            let mut mc = VitConfig::preset(&a.preset)?;
+            set_if_some!(mc.hidden_size, a.hidden);
+            set_if_some!(mc.num_hidden_layers, a.layers);
+            set_if_some!(mc.num_attention_heads, a.heads);
+            if a.hidden.is_some() {
+                mc.intermediate_size = Some(4 * mc.hidden_size);
+            }
+            mc.image_size = train.height;
+            mc.num_channels = train.channels;
+            mc.num_labels = train.classes;
+            mc.validate()?;
+            device.seed(cfg.seed);
+            (Vit::new(&mc, &device), mc)
+        }
+    };
+    let run = RunDir::create(&a.run_dir)?;
+    run.write_atomic("train.toml", toml::to_string(&cfg)?.as_bytes())?;
+    run.write_atomic("split.json", serde_json::to_string(&split)?.as_bytes())?;
+    if !a.common.json {
+        eprintln!(
+            "ViT: {} train / {} test images of {}x{}x{}, {} classes; width {}, {} layers, patch {}",
+            train.len(),
+            test.len(),
+            train.channels,
+            train.height,
+            train.width,
+            train.classes,
+            model_cfg.hidden_size,
+            model_cfg.num_hidden_layers,
+            model_cfg.patch_size
+        );
+    }
+    let records = train_vit(
+        model,
+        &model_cfg,
+        &train,
+        &test,
+        &cfg,
+        &run,
+        &device,
+        &VitRunOptions {
+            quiet: a.common.json,
+            resume: a.resume,
+            stop_after_epochs: a.stop_after_epochs,
+        },
+    )?;
+    if a.common.json {
+        println!("{}", serde_json::to_string(&records)?);
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let run = RunDir::open(&a.run_dir)?;
+    let cfg: VitTrainConfig = toml::from_str(
+        &std::fs::read_to_string(run.file("train.toml")).context("the run has no train.toml")?,
+    )?;
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.file("split.json"))?)?;
+    let data = PathBuf::from(split["data"].as_str().context("split.json lacks data")?);
+    let test = match split.get("test_data").and_then(|t| t.as_str()) {
+        Some(t) => read_images(&PathBuf::from(t), true)?,
+        None => {
+            let idx: Vec<usize> = serde_json::from_value(split["test_indices"].clone())?;
+            read_images(&data, false)?.subset(&idx)
+        }
+    };
+    let mc = VitConfig::from_json_file(&run.file("config.json"))?;
+    let model = load_hf(&mc, &run.file("model.safetensors"), &device)?;
+    let m = evaluate(&model, &test, &cfg, &device)?;
+    if a.common.json {
+        println!("{}", serde_json::to_string(&m)?);
+    } else {
+        print_metrics(&m)?;
+    }
+    Ok(())
+}
+
+fn print_metrics(m: &ClassMetrics) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{} test images: top-1 {:.4}  top-5 {:.4}",
+        m.images, m.top1, m.top5
+    )?;
+    writeln!(
+        out,
+        "confusion matrix (rows: true class, columns: predicted), per-class accuracy:"
+    )?;
+    write!(out, "{:>6}", "")?;
+    for c in 0..m.confusion.len() {
+        write!(out, "{c:>6}")?;
+    }
+    writeln!(out, "{:>9}", "acc")?;
+    for (c, row) in m.confusion.iter().enumerate() {
+        write!(out, "{c:>6}")?;
+        for v in row {
+            write!(out, "{v:>6}")?;
+        }
+        writeln!(out, "{:>9.4}", m.per_class[c])?;
+    }
+    Ok(())
+}
+
+fn cmd_features(a: FeaturesArgs) -> Result<()> {
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mc = VitConfig::from_json_file(&a.model.join("config.json"))?;
+    let model = load_hf(&mc, &a.model.join("model.safetensors"), &device)?;
+    let (tensors, _) = load_safetensors(&a.input)?;
+    let Some(pixels) = tensors.get("pixel_values") else {
+        bail!(
+            "{}: no tensor `pixel_values` (found: {})",
+            a.input.display(),
+            tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    if pixels.shape().len() != 4 {
+        bail!(
+            "{}: `pixel_values` has shape {:?}; expected [B, C, H, W]",
+            a.input.display(),
+            pixels.shape()
+        );
+    }
+    let out = model.forward(burn::tensor::Tensor::from_data(pixels.clone(), &device))?;
+    let dims = out.last_hidden_state.dims();
+    let tensors = vec![
+        (
+            "last_hidden_state".to_string(),
+            out.last_hidden_state.into_data(),
+        ),
+        ("pooler_output".to_string(), out.pooler_output.into_data()),
+    ];
+    save_safetensors(&a.output, &tensors, HashMap::new())?;
+    if !a.common.json {
+        eprintln!(
+            "features: last_hidden_state {:?}, pooler_output [{}, {}] -> {}",
+            dims,
+            dims[0],
+            dims[2],
+            a.output.display()
+        );
+    }
+    Ok(())
+}

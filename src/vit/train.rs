@@ -1,0 +1,393 @@
+//! Supervised ViT training: AdamW, warm-up then cosine decay, label smoothing, gradient
+//! clipping, random-shift augmentation, data-parallel micro-batches, per-epoch evaluation
+//! (top-1, top-5, per-class accuracy, confusion matrix), checkpoints and exact resume.
+
+use super::config::VitConfig;
+use super::data::{random_shift, ImageSet};
+use super::model::{hf_renames, Vit};
+use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
+use crate::core::dropout::dropout_stream;
+use crate::core::fused::cross_entropy_smoothed;
+use crate::core::optim::{Adam, AdamConfig, Decay, Schedule};
+use crate::core::parallel::{data_parallel_grads, trainable};
+use crate::core::progress;
+use crate::core::rng::{derive_seed, rng_for};
+use crate::core::run::RunDir;
+use anyhow::{ensure, Context, Result};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Instant;
+
+const STREAM_SHUFFLE: u64 = 31;
+const STREAM_AUGMENT: u64 = 32;
+const STREAM_DROPOUT: u64 = 33;
+pub const CHECKPOINT: &str = "checkpoint.safetensors";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VitTrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Images per micro-batch (gradient accumulation over worker threads).
+    pub micro_batch: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub warmup_steps: u64,
+    pub label_smoothing: f64,
+    pub clip_grad_norm: f64,
+    /// Random translation by up to this many pixels (random crop of the zero-padded image);
+    /// 0: no augmentation. No flips: they change digits.
+    pub max_shift: usize,
+    /// Per-channel normalisation `(x - mean) / std` of pixels in [0, 1].
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Default for VitTrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            epochs: 30,
+            batch_size: 128,
+            micro_batch: 64,
+            lr: 1e-3,
+            weight_decay: 0.05,
+            warmup_steps: 100,
+            label_smoothing: 0.1,
+            clip_grad_norm: 1.0,
+            max_shift: 2,
+            mean: vec![0.5],
+            std: vec![0.5],
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct VitRunOptions {
+    pub quiet: bool,
+    pub resume: bool,
+    pub stop_after_epochs: Option<usize>,
+}
+
+/// Classification metrics on one image set.
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassMetrics {
+    pub images: usize,
+    pub top1: f64,
+    pub top5: f64,
+    pub per_class: Vec<f64>,
+    /// `confusion[true][predicted]`.
+    pub confusion: Vec<Vec<u32>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VitEpoch {
+    pub epoch: usize,
+    pub step: u64,
+    pub loss: f64,
+    pub lr: f64,
+    pub test_top1: f64,
+    pub test_top5: f64,
+    pub seconds: f64,
+}
+
+/// Normalised pixels of `idx` as [B, C, H, W], shifted at random when `rng` is given.
+fn batch_pixels(
+    set: &ImageSet,
+    idx: &[usize],
+    cfg: &VitTrainConfig,
+    mut rng: Option<&mut rand::rngs::StdRng>,
+    device: &Device,
+) -> Tensor<4> {
+    let (c, h, w) = (set.channels, set.height, set.width);
+    let n = set.image_len();
+    let mut out = vec![0f32; idx.len() * n];
+    for (k, &i) in idx.iter().enumerate() {
+        let dst = &mut out[k * n..(k + 1) * n];
+        match rng.as_deref_mut() {
+            Some(r) if cfg.max_shift > 0 => {
+                random_shift(set.image(i), c, h, w, cfg.max_shift, r, dst)
+            }
+            _ => dst.copy_from_slice(set.image(i)),
+        }
+        for ch in 0..c {
+            let (m, s) = (
+                cfg.mean[ch.min(cfg.mean.len() - 1)],
+                cfg.std[ch.min(cfg.std.len() - 1)],
+            );
+            for v in &mut dst[ch * h * w..(ch + 1) * h * w] {
+                *v = (*v - m) / s;
+            }
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [idx.len(), c, h, w]), device)
+}
+
+/// Top-1, top-5, per-class accuracy and the confusion matrix of `model` on `set`.
+pub fn evaluate(
+    model: &Vit,
+    set: &ImageSet,
+    cfg: &VitTrainConfig,
+    device: &Device,
+) -> Result<ClassMetrics> {
+    let classes = set.classes;
+    let order: Vec<usize> = (0..set.len()).collect();
+    // (true label, top-5 predicted classes) per image.
+    type Ranked = Vec<(u32, Vec<usize>)>;
+    let parts: Vec<Result<Ranked>> = order
+        .par_chunks(cfg.batch_size.max(1))
+        .map(|idx| {
+            let logits = model.logits(batch_pixels(set, idx, cfg, None, device))?;
+            let k = logits.dims()[1];
+            let v: Vec<f32> = logits
+                .into_data()
+                .try_to_vec()
+                .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+            Ok(idx
+                .iter()
+                .enumerate()
+                .map(|(r, &i)| {
+                    let row = &v[r * k..(r + 1) * k];
+                    let mut ranked: Vec<usize> = (0..k).collect();
+                    ranked.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                    ranked.truncate(5);
+                    (set.labels[i], ranked)
+                })
+                .collect())
+        })
+        .collect();
+    let mut confusion = vec![vec![0u32; classes]; classes];
+    let (mut top1, mut top5) = (0usize, 0usize);
+    for part in parts {
+        for (label, ranked) in part? {
+            let pred = ranked[0];
+            if pred < classes {
+                confusion[label as usize][pred] += 1;
+            }
+            top1 += (pred == label as usize) as usize;
+            top5 += ranked.contains(&(label as usize)) as usize;
+        }
+    }
+    let n = set.len().max(1) as f64;
+    let per_class = confusion
+        .iter()
+        .enumerate()
+        .map(|(c, row)| {
+            let total: u32 = row.iter().sum();
+            if total == 0 {
+                f64::NAN
+            } else {
+                row[c] as f64 / total as f64
+            }
+        })
+        .collect();
+    Ok(ClassMetrics {
+        images: set.len(),
+        top1: top1 as f64 / n,
+        top5: top5 as f64 / n,
+        per_class,
+        confusion,
+    })
+}
+
+/// The model's tensors under `ViTForImageClassification` names.
+fn hf_named(model: &Vit, cfg: &VitConfig) -> Vec<(String, TensorData)> {
+    named_tensors(model, &hf_renames(cfg.layout()))
+        .into_iter()
+        .map(|(k, v)| {
+            if k.starts_with("classifier.") {
+                (k, v)
+            } else {
+                (format!("vit.{k}"), v)
+            }
+        })
+        .collect()
+}
+
+/// Train on `train`, evaluating on `test` after every epoch; writes `metrics.jsonl`,
+/// `model.safetensors` + `config.json` (Hugging Face layout) and a resumable checkpoint.
+#[allow(clippy::too_many_arguments)]
+pub fn train_vit(
+    model: Vit,
+    model_cfg: &VitConfig,
+    train: &ImageSet,
+    test: &ImageSet,
+    cfg: &VitTrainConfig,
+    run: &RunDir,
+    device: &Device,
+    opts: &VitRunOptions,
+) -> Result<Vec<VitEpoch>> {
+    ensure!(!train.is_empty(), "no training images");
+    ensure!(
+        train.channels == model_cfg.num_channels
+            && train.height.is_multiple_of(model_cfg.patch_size)
+            && train.width.is_multiple_of(model_cfg.patch_size),
+        "images are {}x{}x{} but the model takes {} channels in patches of {}",
+        train.channels,
+        train.height,
+        train.width,
+        model_cfg.num_channels,
+        model_cfg.patch_size
+    );
+    ensure!(
+        model_cfg.num_labels >= train.classes,
+        "the data has {} classes but the model's head has {}",
+        train.classes,
+        model_cfg.num_labels
+    );
+    let ad = device.clone().autodiff();
+    let mut adam = Adam::new(AdamConfig {
+        weight_decay: cfg.weight_decay,
+        clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
+        ..AdamConfig::default()
+    });
+    let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
+    let schedule = Schedule {
+        lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps,
+        decay: Decay::Cosine,
+        total_steps: steps_per_epoch * cfg.epochs as u64,
+    };
+    let renames = hf_renames(model_cfg.layout());
+    let mut model = model;
+    let (mut start_epoch, mut step) = (1usize, 0u64);
+    if opts.resume {
+        let path = run.file(CHECKPOINT);
+        let (tensors, meta) = load_safetensors(&path).with_context(|| {
+            format!(
+                "cannot resume: no readable checkpoint at {}",
+                path.display()
+            )
+        })?;
+        let get = |k: &str| {
+            meta.get(k)
+                .cloned()
+                .with_context(|| format!("{}: metadata lacks `{k}`", path.display()))
+        };
+        let saved: VitTrainConfig = toml::from_str(&get("train_config")?)?;
+        ensure!(
+            &saved == cfg,
+            "cannot resume {}: its training configuration differs from the one given",
+            path.display()
+        );
+        let (model_t, opt_t): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
+            .into_iter()
+            .partition(|(k, _)| !k.starts_with("optimizer."));
+        let model_t: BTreeMap<String, TensorData> = model_t
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix("vit.").unwrap_or(&k).to_string(), v))
+            .collect();
+        model = load_named(model, &model_t, &renames, device, &path)?;
+        let opt_t: BTreeMap<String, TensorData> = opt_t
+            .into_iter()
+            .map(|(k, v)| (k["optimizer.".len()..].to_string(), v))
+            .collect();
+        adam.load_state(get("adam_step")?.parse()?, &opt_t, device);
+        start_epoch = get("epoch")?.parse::<usize>()? + 1;
+        step = get("step")?.parse()?;
+    }
+    let mut model = trainable(model);
+    let mut records = Vec::new();
+    for epoch in start_epoch..=cfg.epochs {
+        let t0 = Instant::now();
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut rng_for(cfg.seed, STREAM_SHUFFLE, epoch as u64));
+        let dropout_seed = derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64);
+        let augment_seed = derive_seed(cfg.seed, STREAM_AUGMENT, epoch as u64);
+        let pb = progress::bar(steps_per_epoch, &format!("epoch {epoch}"), opts.quiet);
+        let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, 0.0);
+        for chunk in order.chunks(cfg.batch_size) {
+            step += 1;
+            lr = schedule.lr_at(step);
+            let micro = cfg.micro_batch.clamp(1, chunk.len().div_ceil(2).max(1));
+            let parts: Vec<&[usize]> = chunk.chunks(micro).collect();
+            let total = chunk.len() as f64;
+            let (grads, loss) =
+                data_parallel_grads(&model, &parts, rayon::current_num_threads(), |m, i, idx| {
+                    let key = derive_seed(derive_seed(augment_seed, step, 0), i as u64, 0);
+                    let _stream = dropout_stream(derive_seed(
+                        derive_seed(dropout_seed, step, 0),
+                        i as u64,
+                        0,
+                    ));
+                    let mut rng = rand::SeedableRng::seed_from_u64(key);
+                    let x = batch_pixels(train, idx, cfg, Some(&mut rng), &ad);
+                    let labels: Vec<u32> = idx.iter().map(|&j| train.labels[j]).collect();
+                    let logits = m.logits(x).expect("input shapes were checked");
+                    cross_entropy_smoothed(logits, &labels, cfg.label_smoothing)
+                        .mul_scalar(idx.len() as f64 / total)
+                });
+            ensure!(
+                loss.is_finite(),
+                "training diverged at step {step}: loss {loss}"
+            );
+            model = adam.step(model, grads, lr);
+            loss_sum += loss;
+            batches += 1;
+            pb.set_message(format!("loss {:.4}", loss_sum / batches as f64));
+            pb.inc(1);
+        }
+        pb.finish_and_clear();
+        let plain = model.valid();
+        let metrics = evaluate(&plain, test, cfg, device)?;
+        let record = VitEpoch {
+            epoch,
+            step,
+            loss: loss_sum / batches.max(1) as f64,
+            lr,
+            test_top1: metrics.top1,
+            test_top5: metrics.top5,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        run.log_metrics(&record)?;
+        if !opts.quiet {
+            eprintln!(
+                "epoch {epoch:>3}  loss {:.4}  test top-1 {:.4}  top-5 {:.4}  ({:.1}s)",
+                record.loss, record.test_top1, record.test_top5, record.seconds
+            );
+        }
+        save_model_dir(&plain, model_cfg, run)?;
+        let mut tensors = hf_named(&plain, model_cfg);
+        for (k, v) in adam.state_tensors() {
+            tensors.push((format!("optimizer.{k}"), v));
+        }
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), "tessera-vit".to_string());
+        meta.insert("train_config".to_string(), toml::to_string(cfg)?);
+        meta.insert("epoch".to_string(), epoch.to_string());
+        meta.insert("step".to_string(), step.to_string());
+        meta.insert("adam_step".to_string(), adam.step.to_string());
+        save_safetensors(&run.file(CHECKPOINT), &tensors, meta)?;
+        records.push(record);
+        if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
+            break;
+        }
+    }
+    Ok(records)
+}
+
+/// `config.json` + `model.safetensors` in the `ViTForImageClassification` layout.
+pub fn save_model_dir(model: &Vit, cfg: &VitConfig, run: &RunDir) -> Result<()> {
+    let mut meta = HashMap::new();
+    meta.insert("format".to_string(), "pt".to_string());
+    save_safetensors(&run.file("model.safetensors"), &hf_named(model, cfg), meta)?;
+    let mut json: BTreeMap<String, serde_json::Value> =
+        serde_json::from_value(serde_json::to_value(cfg)?)?;
+    let id2label: BTreeMap<String, String> = (0..cfg.num_labels)
+        .map(|i| (i.to_string(), i.to_string()))
+        .collect();
+    json.insert("id2label".into(), serde_json::to_value(id2label)?);
+    json.insert(
+        "architectures".into(),
+        serde_json::json!(["ViTForImageClassification"]),
+    );
+    run.write_atomic(
+        "config.json",
+        serde_json::to_string_pretty(&json)?.as_bytes(),
+    )
+}
