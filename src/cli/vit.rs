@@ -17,7 +17,7 @@ use tessera::vit::train::{evaluate, train_vit, ClassMetrics, VitRunOptions, VitT
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Train from scratch (--preset) or fine-tune a checkpoint (--model) on labelled images.
-    Train(TrainArgs),
+    Train(Box<TrainArgs>),
     /// Top-1, top-5, per-class accuracy and the confusion matrix of a trained run.
     Eval(EvalArgs),
     /// Final hidden states and class-token features for a safetensors `pixel_values` tensor.
@@ -98,7 +98,7 @@ pub struct FeaturesArgs {
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Train(a) => cmd_train(a),
+        Command::Train(a) => cmd_train(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Features(a) => cmd_features(a),
     }
