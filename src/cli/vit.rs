@@ -22,6 +22,37 @@ pub enum Command {
     Eval(EvalArgs),
     /// Final hidden states and class-token features for a safetensors `pixel_values` tensor.
     Features(FeaturesArgs),
+    /// Time inference or one training step on random weights and inputs (for
+    /// bench/vit_vs_pytorch.sh); prints JSON.
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// `infer` (forward, no gradients) or `train` (forward, backward and an AdamW update).
+    #[arg(long, default_value = "infer")]
+    pub mode: String,
+    /// Architecture preset (see `train --preset`).
+    #[arg(long, default_value = "b16")]
+    pub preset: String,
+    #[arg(long)]
+    pub hidden: Option<usize>,
+    #[arg(long)]
+    pub layers: Option<usize>,
+    #[arg(long)]
+    pub heads: Option<usize>,
+    #[arg(long)]
+    pub patch: Option<usize>,
+    /// Image side in pixels.
+    #[arg(long, default_value_t = 224)]
+    pub image: usize,
+    #[arg(long, default_value_t = 8)]
+    pub batch: usize,
+    /// Timed repetitions (the median is reported) after one untimed warm-up.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -101,7 +132,113 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Train(a) => cmd_train(*a),
         Command::Eval(a) => cmd_eval(a),
         Command::Features(a) => cmd_features(a),
+        Command::Bench(a) => cmd_bench(a),
     }
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    use burn::tensor::{Distribution, Tensor};
+    use rayon::prelude::*;
+    use tessera::core::optim::{Adam, AdamConfig};
+    use tessera::core::parallel::{data_parallel_grads, trainable};
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mut mc = VitConfig::preset(&a.preset)?;
+    set_if_some!(mc.hidden_size, a.hidden);
+    set_if_some!(mc.num_hidden_layers, a.layers);
+    set_if_some!(mc.num_attention_heads, a.heads);
+    set_if_some!(mc.patch_size, a.patch);
+    if a.hidden.is_some() {
+        mc.intermediate_size = Some(4 * mc.hidden_size);
+    }
+    mc.image_size = a.image;
+    mc.num_channels = 3;
+    mc.num_labels = 10;
+    mc.validate()?;
+    device.seed(0);
+    let model = Vit::new(&mc, &device);
+    let workers = rayon::current_num_threads().min(a.batch).max(1);
+    let per = a.batch.div_ceil(workers);
+    let mut times = Vec::new();
+    match a.mode.as_str() {
+        "infer" => {
+            let x: Tensor<4> = Tensor::random(
+                [a.batch, 3, a.image, a.image],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            for r in 0..=a.repeats {
+                let t0 = std::time::Instant::now();
+                // One slice of the batch per worker thread.
+                let outs: Vec<Result<usize>> = (0..workers)
+                    .into_par_iter()
+                    .map(|w| {
+                        let lo = (w * per).min(a.batch);
+                        let hi = ((w + 1) * per).min(a.batch);
+                        if lo == hi {
+                            return Ok(0);
+                        }
+                        let out = model.forward(x.clone().narrow(0, lo, hi - lo))?;
+                        let v: Vec<f32> = out
+                            .last_hidden_state
+                            .into_data()
+                            .try_to_vec()
+                            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                        Ok(v.len())
+                    })
+                    .collect();
+                for o in outs {
+                    o?;
+                }
+                if r > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        "train" => {
+            let ad = device.clone().autodiff();
+            let mut model = trainable(model);
+            let mut adam = Adam::new(AdamConfig {
+                weight_decay: 0.05,
+                ..AdamConfig::default()
+            });
+            let x: Tensor<4> = Tensor::random(
+                [a.batch, 3, a.image, a.image],
+                Distribution::Normal(0.0, 1.0),
+                &ad,
+            );
+            let labels: Vec<u32> = (0..a.batch as u32).map(|i| i % 10).collect();
+            let parts: Vec<(usize, usize)> = (0..workers)
+                .map(|w| ((w * per).min(a.batch), ((w + 1) * per).min(a.batch)))
+                .filter(|(lo, hi)| lo < hi)
+                .collect();
+            for r in 0..=a.repeats {
+                let t0 = std::time::Instant::now();
+                let (grads, _) = data_parallel_grads(&model, &parts, workers, |m, _, &(lo, hi)| {
+                    let logits = m
+                        .logits(x.clone().narrow(0, lo, hi - lo))
+                        .expect("checked shapes");
+                    tessera::core::fused::cross_entropy(logits, &labels[lo..hi])
+                        .mul_scalar((hi - lo) as f64 / a.batch as f64)
+                });
+                model = adam.step(model, grads, 1e-4);
+                if r > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        other => bail!("unknown --mode `{other}` (infer, train)"),
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({"mode": a.mode, "preset": a.preset, "batch": a.batch, "image": a.image,
+            "hidden": mc.hidden_size, "layers": mc.num_hidden_layers, "patch": mc.patch_size,
+            "seconds_median": median, "seconds": times,
+            "peak_rss_mib": tessera::core::resources::peak_rss_mib()})
+    );
+    Ok(())
 }
 
 /// Train and test sets, and the split recorded for `eval`.
