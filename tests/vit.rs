@@ -446,4 +446,70 @@ mod data_and_training {
         assert!(!run.status.success());
         assert!(String::from_utf8_lossy(&run.stderr).contains("no tensor `pixel_values`"));
     }
+
+    #[test]
+    fn image_folders_read_by_class_and_features_take_image_files() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("imgs");
+        for (class, name, rgb) in [
+            ("a", "1.png", [255u8, 0, 0]),
+            ("a", "2.png", [255, 0, 0]),
+            ("b", "1.png", [0, 255, 0]),
+        ] {
+            std::fs::create_dir_all(root.join(class)).unwrap();
+            image::RgbImage::from_pixel(4, 4, image::Rgb(rgb))
+                .save(root.join(class).join(name))
+                .unwrap();
+        }
+        std::fs::write(root.join("b").join("notes.txt"), "not an image").unwrap();
+        let set = read_images(&root, false).unwrap();
+        assert_eq!(
+            (set.len(), set.classes, set.labels.clone()),
+            (3, 2, vec![0, 0, 1])
+        );
+        assert_eq!((set.channels, set.height, set.width), (3, 4, 4));
+        // Channel-first: image 2 (class b, green) has 0 in the red plane and 1 in the green.
+        assert_eq!((set.image(2)[0], set.image(2)[16]), (0.0, 1.0));
+        // Another size without resizing, and a broken file: errors naming the file.
+        image::RgbImage::from_pixel(5, 4, image::Rgb([0, 0, 255]))
+            .save(root.join("b").join("2.png"))
+            .unwrap();
+        let err = format!("{:#}", read_images(&root, false).err().unwrap());
+        assert!(err.contains("2.png") && err.contains("5x4"), "{err}");
+        std::fs::write(root.join("b").join("2.png"), "garbage").unwrap();
+        let err = format!("{:#}", read_images(&root, false).err().unwrap());
+        assert!(err.contains("2.png"), "{err}");
+
+        // Features from image files: resized to the model's 32x32 and normalised.
+        let png = d.path().join("x.png");
+        image::RgbImage::from_fn(20, 20, |x, y| {
+            image::Rgb([(x * 12) as u8, (y * 12) as u8, 0])
+        })
+        .save(&png)
+        .unwrap();
+        let out = d.path().join("f.safetensors");
+        let run = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["vit", "features", "--model"])
+            .arg(fixtures().join("dinov2-tiny"))
+            .arg("--input")
+            .arg(&png)
+            .arg(&png)
+            .arg("--output")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(
+            run.status.success(),
+            "{}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        let (t, _) = tessera::core::checkpoint::load_safetensors(&out).unwrap();
+        assert_eq!(t["last_hidden_state"].shape().to_vec(), vec![2, 17, 32]);
+        let v: Vec<f32> = t["pooler_output"].clone().try_to_vec().unwrap();
+        assert_eq!(
+            &v[..32],
+            &v[32..],
+            "the same image twice gives the same features"
+        );
+    }
 }

@@ -117,9 +117,12 @@ pub struct FeaturesArgs {
     /// Model directory (config.json + model.safetensors).
     #[arg(long)]
     pub model: PathBuf,
-    /// A safetensors file with a float tensor `pixel_values` [B, C, H, W], already normalised.
-    #[arg(long)]
-    pub input: PathBuf,
+    /// Either one safetensors file with a float tensor `pixel_values` [B, C, H, W], already
+    /// normalised, or PNG/JPEG files (resized to the model's image_size with a bicubic filter and
+    /// normalised with image_mean/image_std from the model's preprocessor_config.json or
+    /// config.json; 0.5/0.5 when neither says).
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
     /// Output safetensors: `last_hidden_state` [B, 1+N, D], `pooler_output` [B, D].
     #[arg(long)]
     pub output: PathBuf,
@@ -400,27 +403,71 @@ fn print_metrics(m: &ClassMetrics) -> Result<()> {
     Ok(())
 }
 
+/// Per-channel mean and std for a model directory: `image_mean`/`image_std` from its
+/// preprocessor_config.json or config.json, else 0.5 (Hugging Face's ViT default).
+fn normalisation(dir: &std::path::Path, channels: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    for name in ["preprocessor_config.json", "config.json"] {
+        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not JSON", dir.join(name).display()))?;
+        if let (Some(m), Some(s)) = (v.get("image_mean"), v.get("image_std")) {
+            let m: Vec<f32> = serde_json::from_value(m.clone())?;
+            let s: Vec<f32> = serde_json::from_value(s.clone())?;
+            anyhow::ensure!(
+                m.len() == channels && s.len() == channels,
+                "{}: image_mean/image_std do not have {channels} values",
+                dir.join(name).display()
+            );
+            return Ok((m, s));
+        }
+    }
+    Ok((vec![0.5; channels], vec![0.5; channels]))
+}
+
 fn cmd_features(a: FeaturesArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let mc = VitConfig::from_json_file(&a.model.join("config.json"))?;
     let model = load_hf(&mc, &a.model.join("model.safetensors"), &device)?;
-    let (tensors, _) = load_safetensors(&a.input)?;
-    let Some(pixels) = tensors.get("pixel_values") else {
-        bail!(
-            "{}: no tensor `pixel_values` (found: {})",
-            a.input.display(),
-            tensors.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
+    let is_st = a.input.len() == 1 && a.input[0].extension().is_some_and(|e| e == "safetensors");
+    let pixels = if is_st {
+        let (tensors, _) = load_safetensors(&a.input[0])?;
+        let Some(pixels) = tensors.get("pixel_values") else {
+            bail!(
+                "{}: no tensor `pixel_values` (found: {})",
+                a.input[0].display(),
+                tensors.keys().cloned().collect::<Vec<_>>().join(", ")
+            );
+        };
+        if pixels.shape().len() != 4 {
+            bail!(
+                "{}: `pixel_values` has shape {:?}; expected [B, C, H, W]",
+                a.input[0].display(),
+                pixels.shape()
+            );
+        }
+        pixels.clone()
+    } else {
+        let (mean, std) = normalisation(&a.model, mc.num_channels)?;
+        let mut all = Vec::new();
+        for f in &a.input {
+            let (mut v, h, w) =
+                tessera::vit::data::load_image_file(f, Some(mc.image_size), mc.num_channels)?;
+            for c in 0..mc.num_channels {
+                for x in &mut v[c * h * w..(c + 1) * h * w] {
+                    *x = (*x - mean[c]) / std[c];
+                }
+            }
+            all.extend(v);
+        }
+        burn::tensor::TensorData::new(
+            all,
+            [a.input.len(), mc.num_channels, mc.image_size, mc.image_size],
+        )
     };
-    if pixels.shape().len() != 4 {
-        bail!(
-            "{}: `pixel_values` has shape {:?}; expected [B, C, H, W]",
-            a.input.display(),
-            pixels.shape()
-        );
-    }
-    let out = model.forward(burn::tensor::Tensor::from_data(pixels.clone(), &device))?;
+    let out = model.forward(burn::tensor::Tensor::from_data(pixels, &device))?;
     let dims = out.last_hidden_state.dims();
     let tensors = vec![
         (

@@ -276,8 +276,8 @@ pub fn random_shift<R: Rng>(
 /// Read an image set from a path: a pixel CSV (`.csv` or `.csv.gz`; the side is the square root
 /// of the pixel count, values up to 16 for 8 x 8 digits and 255 otherwise), or a directory with
 /// IDX files (`train-images-idx3-ubyte[.gz]` + `train-labels-idx1-ubyte[.gz]`, or the `t10k-`
-/// pair with `test = true`) or CIFAR batches (`data_batch_*.bin` / `test_batch.bin`; CIFAR-100's
-/// `train.bin` / `test.bin`).
+/// pair with `test = true`), CIFAR batches (`data_batch_*.bin` / `test_batch.bin`; CIFAR-100's
+/// `train.bin` / `test.bin`), or class subfolders of PNG/JPEG images of one size.
 pub fn read_images(path: &Path, test: bool) -> Result<ImageSet> {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if name.ends_with(".csv") || name.ends_with(".csv.gz") {
@@ -324,13 +324,132 @@ pub fn read_images(path: &Path, test: bool) -> Result<ImageSet> {
         if c100.exists() {
             return read_cifar(&[&c100], 2);
         }
-        bail!(
-            "{}: no IDX files ({prefix}-images-idx3-ubyte) or CIFAR batches found",
-            path.display()
-        );
+        // Otherwise an image folder (class subfolders of PNG/JPEG files), read as RGB.
+        return read_image_folder(path, None, 3)
+            .map(|(set, _)| set)
+            .with_context(|| {
+                format!(
+                    "{}: no IDX files ({prefix}-images-idx3-ubyte), CIFAR batches or image folder",
+                    path.display()
+                )
+            });
     }
     bail!(
         "{}: expected a pixel CSV (.csv, .csv.gz) or a directory of IDX files or CIFAR batches",
         path.display()
     )
+}
+
+/// One image file (PNG or JPEG) as channel-first floats in [0, 1], resized to `size` x `size`
+/// with a Catmull-Rom (bicubic) filter when `size` is given, converted to `channels` (1: luma,
+/// 3: RGB).
+pub fn load_image_file(
+    path: &Path,
+    size: Option<usize>,
+    channels: usize,
+) -> Result<(Vec<f32>, usize, usize)> {
+    let img = image::ImageReader::open(path)
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .with_guessed_format()
+        .with_context(|| format!("cannot read {}", path.display()))?
+        .decode()
+        .map_err(|e| {
+            anyhow::anyhow!("{}: not a readable PNG or JPEG image ({e})", path.display())
+        })?;
+    let img = match size {
+        Some(s) if img.width() as usize != s || img.height() as usize != s => {
+            img.resize_exact(s as u32, s as u32, image::imageops::FilterType::CatmullRom)
+        }
+        _ => img,
+    };
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let out = match channels {
+        1 => img
+            .to_luma8()
+            .into_raw()
+            .iter()
+            .map(|&v| v as f32 / 255.0)
+            .collect(),
+        3 => {
+            let rgb = img.to_rgb8().into_raw();
+            let mut out = vec![0f32; 3 * h * w];
+            for (i, px) in rgb.chunks(3).enumerate() {
+                for c in 0..3 {
+                    out[c * h * w + i] = px[c] as f32 / 255.0;
+                }
+            }
+            out
+        }
+        other => bail!("{other} channels: images are read as 1 (grey) or 3 (RGB)"),
+    };
+    Ok((out, h, w))
+}
+
+/// An image folder: one subfolder per class (classes in name order), PNG and JPEG files inside.
+/// Images are resized to `size` when given; otherwise all must share the first one's size.
+/// Returns the set and the class names.
+pub fn read_image_folder(
+    root: &Path,
+    size: Option<usize>,
+    channels: usize,
+) -> Result<(ImageSet, Vec<String>)> {
+    let mut classes: Vec<String> = std::fs::read_dir(root)
+        .with_context(|| format!("cannot read {}", root.display()))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    classes.sort();
+    if classes.is_empty() {
+        bail!("{}: no class subfolders", root.display());
+    }
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    let mut shape: Option<(usize, usize)> = None;
+    for (label, class) in classes.iter().enumerate() {
+        let mut files: Vec<std::path::PathBuf> = std::fs::read_dir(root.join(class))?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().and_then(|e| e.to_str()).is_some_and(|e| {
+                    matches!(e.to_ascii_lowercase().as_str(), "png" | "jpg" | "jpeg")
+                })
+            })
+            .collect();
+        files.sort();
+        for f in files {
+            let (v, h, w) = load_image_file(&f, size, channels)?;
+            match shape {
+                None => shape = Some((h, w)),
+                Some(s) if s != (h, w) => bail!(
+                    "{}: {}x{} pixels, but earlier images are {}x{} (give a size to resize)",
+                    f.display(),
+                    w,
+                    h,
+                    s.1,
+                    s.0
+                ),
+                _ => {}
+            }
+            pixels.extend(v);
+            labels.push(label as u32);
+        }
+    }
+    let Some((height, width)) = shape else {
+        bail!(
+            "{}: no PNG or JPEG images in the class subfolders",
+            root.display()
+        );
+    };
+    Ok((
+        ImageSet {
+            channels,
+            height,
+            width,
+            classes: classes.len(),
+            pixels,
+            labels,
+        },
+        classes,
+    ))
 }
