@@ -22,9 +22,30 @@ pub enum Command {
     Eval(EvalArgs),
     /// Final hidden states and class-token features for a safetensors `pixel_values` tensor.
     Features(FeaturesArgs),
+    /// Classify image files; `--attention out.png` overlays the class token's last-layer
+    /// attention (mean over heads) on the first image.
+    Predict(PredictArgs),
     /// Time inference or one training step on random weights and inputs (for
     /// bench/vit_vs_pytorch.sh); prints JSON.
     Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model directory (config.json + model.safetensors with a classification head).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// PNG or JPEG files.
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Classes to list per image.
+    #[arg(long, default_value_t = 5)]
+    pub top_k: usize,
+    /// Write the class token's attention over the first image's patches as a PNG overlay.
+    #[arg(long)]
+    pub attention: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -136,6 +157,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Eval(a) => cmd_eval(a),
         Command::Features(a) => cmd_features(a),
         Command::Bench(a) => cmd_bench(a),
+        Command::Predict(a) => cmd_predict(a),
     }
 }
 
@@ -487,4 +509,161 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Images resized to the model's size and normalised, as [B, C, S, S], plus the raw [0, 1]
+/// pixels of each.
+fn image_batch(
+    dir: &std::path::Path,
+    mc: &VitConfig,
+    files: &[PathBuf],
+) -> Result<(burn::tensor::TensorData, Vec<Vec<f32>>)> {
+    let (mean, std) = normalisation(dir, mc.num_channels)?;
+    let (s, c) = (mc.image_size, mc.num_channels);
+    let mut all = Vec::new();
+    let mut raw = Vec::new();
+    for f in files {
+        let (v, _, _) = tessera::vit::data::load_image_file(f, Some(s), c)?;
+        raw.push(v.clone());
+        for ch in 0..c {
+            all.extend(
+                v[ch * s * s..(ch + 1) * s * s]
+                    .iter()
+                    .map(|x| (x - mean[ch]) / std[ch]),
+            );
+        }
+    }
+    Ok((
+        burn::tensor::TensorData::new(all, [files.len(), c, s, s]),
+        raw,
+    ))
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<()> {
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mc = VitConfig::from_json_file(&a.model.join("config.json"))?;
+    let model = load_hf(&mc, &a.model.join("model.safetensors"), &device)?;
+    if model.classifier.is_none() && a.attention.is_none() {
+        bail!(
+            "{}: the model has no classification head (num_labels = 0); use `vit features`",
+            a.model.display()
+        );
+    }
+    let names: Vec<String> = std::fs::read_to_string(a.model.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v.get("id2label").cloned())
+        .and_then(|m| serde_json::from_value::<std::collections::BTreeMap<String, String>>(m).ok())
+        .map(|m| {
+            let mut pairs: Vec<(usize, String)> = m
+                .into_iter()
+                .filter_map(|(k, v)| k.parse().ok().map(|k| (k, v)))
+                .collect();
+            pairs.sort();
+            pairs.into_iter().map(|(_, v)| v).collect()
+        })
+        .unwrap_or_default();
+    let (pixels, raw) = image_batch(&a.model, &mc, &a.input)?;
+    let (out, probs, (gh, gw)) = model.forward_with_attention(
+        burn::tensor::Tensor::from_data(pixels, &device),
+        a.attention.is_some(),
+    )?;
+    if let Some(head) = &model.classifier {
+        let p: Vec<f32> = burn::tensor::activation::softmax(head.forward(out.pooler_output), 1)
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        let k = p.len() / a.input.len();
+        for (i, f) in a.input.iter().enumerate() {
+            let row = &p[i * k..(i + 1) * k];
+            let mut idx: Vec<usize> = (0..k).collect();
+            idx.sort_by(|&x, &y| row[y].total_cmp(&row[x]).then(x.cmp(&y)));
+            let top: Vec<serde_json::Value> = idx
+                .iter()
+                .take(a.top_k)
+                .map(|&c| {
+                    let label = names.get(c).cloned().unwrap_or_else(|| c.to_string());
+                    serde_json::json!({"class": c, "label": label, "probability": row[c]})
+                })
+                .collect();
+            if a.common.json {
+                println!("{}", serde_json::json!({"image": f, "top": top}));
+            } else {
+                let line: Vec<String> = top
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{} {:.3}",
+                            t["label"].as_str().unwrap_or_default(),
+                            t["probability"].as_f64().unwrap_or_default()
+                        )
+                    })
+                    .collect();
+                println!("{}: {}", f.display(), line.join(", "));
+            }
+        }
+    }
+    if let (Some(path), Some(probs)) = (&a.attention, probs) {
+        let [_, heads, l, _] = probs.dims();
+        // Class-token row of the first image, averaged over heads, patches only.
+        let row: Vec<f32> = probs
+            .narrow(0, 0, 1)
+            .narrow(2, 0, 1)
+            .narrow(3, 1, l - 1)
+            .reshape([heads, l - 1])
+            .mean_dim(0)
+            .into_data()
+            .try_to_vec()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        write_attention_overlay(path, &raw[0], mc.num_channels, mc.image_size, &row, gh, gw)?;
+        if !a.common.json {
+            eprintln!(
+                "attention overlay ({gh}x{gw} patches, {heads} heads averaged) -> {}",
+                path.display()
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The image (grey or RGB, [0, 1], channel-first, `side` x `side`) shown at least 224 pixels
+/// wide, with the attention map stretched to [0, 1], upsampled bilinearly and blended in red.
+fn write_attention_overlay(
+    path: &std::path::Path,
+    pixels: &[f32],
+    channels: usize,
+    side: usize,
+    attention: &[f32],
+    rows: usize,
+    cols: usize,
+) -> Result<()> {
+    let out = side.max(224) as u32;
+    let (lo, hi) = attention
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
+    let heat: Vec<u8> = attention
+        .iter()
+        .map(|&v| (255.0 * (v - lo) / (hi - lo).max(1e-12)).round() as u8)
+        .collect();
+    let heat =
+        image::GrayImage::from_raw(cols as u32, rows as u32, heat).context("attention grid")?;
+    let heat = image::imageops::resize(&heat, out, out, image::imageops::FilterType::Triangle);
+    let n = side * side;
+    let base = image::RgbImage::from_fn(side as u32, side as u32, |x, y| {
+        let i = y as usize * side + x as usize;
+        let px = |c: usize| (pixels[(c.min(channels - 1)) * n + i] * 255.0).round() as u8;
+        image::Rgb([px(0), px(1), px(2)])
+    });
+    let mut img = image::imageops::resize(&base, out, out, image::imageops::FilterType::CatmullRom);
+    for (x, y, p) in img.enumerate_pixels_mut() {
+        let alpha = 0.65 * heat.get_pixel(x, y)[0] as f32 / 255.0;
+        for (c, target) in [255.0f32, 32.0, 0.0].iter().enumerate() {
+            p[c] = ((1.0 - alpha) * p[c] as f32 + alpha * target).round() as u8;
+        }
+    }
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
 }

@@ -130,23 +130,39 @@ impl EncoderLayer {
 
     /// `x` [B, L, D]; `key_padding` [B, L] true at padding.
     pub fn forward(&self, x: Tensor<3>, key_padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        self.forward_with_probs(x, key_padding, false).0
+    }
+
+    /// [`EncoderLayer::forward`], also returning the attention probabilities [B, H, L, L] when
+    /// asked.
+    pub fn forward_with_probs(
+        &self,
+        x: Tensor<3>,
+        key_padding: Option<Tensor<2, Bool>>,
+        want_probs: bool,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
         if self.pre_norm {
             let normed = self.attention_norm.forward(x.clone());
-            let attended = self.attention.forward(normed.clone(), normed, key_padding);
+            let (attended, probs) =
+                self.attention
+                    .forward_with_probs(normed.clone(), normed, key_padding, want_probs);
             let a = x + self.dropout.forward(scaled(&self.layer_scale1, attended));
             let normed = self.output_norm.forward(a.clone());
-            a + self
+            let out = a + self
                 .dropout
-                .forward(scaled(&self.layer_scale2, self.feed_forward(normed)))
+                .forward(scaled(&self.layer_scale2, self.feed_forward(normed)));
+            (out, probs)
         } else {
-            let a = self.attention_norm.forward(
-                x.clone()
-                    + self
-                        .dropout
-                        .forward(self.attention.forward(x.clone(), x, key_padding)),
-            );
-            self.output_norm
-                .forward(a.clone() + self.dropout.forward(self.feed_forward(a)))
+            let (attended, probs) =
+                self.attention
+                    .forward_with_probs(x.clone(), x.clone(), key_padding, want_probs);
+            let a = self
+                .attention_norm
+                .forward(x + self.dropout.forward(attended));
+            let out = self
+                .output_norm
+                .forward(a.clone() + self.dropout.forward(self.feed_forward(a)));
+            (out, probs)
         }
     }
 }
@@ -157,6 +173,22 @@ impl Encoder {
             x = layer.forward(x, key_padding.clone());
         }
         x
+    }
+
+    /// [`Encoder::forward`] and the last layer's attention probabilities [B, H, L, L].
+    pub fn forward_with_last_attention(
+        &self,
+        mut x: Tensor<3>,
+        key_padding: Option<Tensor<2, Bool>>,
+    ) -> (Tensor<3>, Option<Tensor<4>>) {
+        let mut probs = None;
+        let n = self.layer.len();
+        for (i, layer) in self.layer.iter().enumerate() {
+            let (y, p) = layer.forward_with_probs(x, key_padding.clone(), i + 1 == n);
+            x = y;
+            probs = p.or(probs);
+        }
+        (x, probs)
     }
 }
 

@@ -100,6 +100,17 @@ impl Vit {
     /// `pixel_values` [B, C, H, W] (normalised) -> hidden states. H and W must be multiples of
     /// the patch size; a grid other than the checkpoint's interpolates the position embeddings.
     pub fn forward(&self, pixel_values: Tensor<4>) -> Result<VitOutput> {
+        Ok(self.forward_with_attention(pixel_values, false)?.0)
+    }
+
+    /// [`Vit::forward`], with the last layer's attention probabilities [B, H, 1+N, 1+N] when
+    /// asked, and the patch grid (rows, columns).
+    #[allow(clippy::type_complexity)]
+    pub fn forward_with_attention(
+        &self,
+        pixel_values: Tensor<4>,
+        want_attention: bool,
+    ) -> Result<(VitOutput, Option<Tensor<4>>, (usize, usize))> {
         let [b, c, h, w] = pixel_values.dims();
         let p = self.patch_size;
         let channels = self.embeddings.patch_embeddings.projection.weight.dims()[1];
@@ -134,12 +145,21 @@ impl Vit {
         let cls = self.embeddings.cls_token.val().expand([b, 1, d]);
         let x = Tensor::cat(vec![cls, patches], 1) + pos;
         let x = self.embeddings.dropout.forward(x);
-        let x = self.layernorm.forward(self.encoder.forward(x, None));
+        let (x, probs) = if want_attention {
+            self.encoder.forward_with_last_attention(x, None)
+        } else {
+            (self.encoder.forward(x, None), None)
+        };
+        let x = self.layernorm.forward(x);
         let pooled = x.clone().narrow(1, 0, 1).reshape([b, d]);
-        Ok(VitOutput {
-            last_hidden_state: x,
-            pooler_output: pooled,
-        })
+        Ok((
+            VitOutput {
+                last_hidden_state: x,
+                pooler_output: pooled,
+            },
+            probs,
+            (gh, gw),
+        ))
     }
 
     /// Class scores [B, classes] from the head on the class token.
