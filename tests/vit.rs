@@ -512,4 +512,62 @@ mod data_and_training {
             "the same image twice gives the same features"
         );
     }
+
+    #[test]
+    fn cli_trains_evaluates_and_draws_the_confusion_matrix() {
+        let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits/digits.csv.gz");
+        if !digits.exists() {
+            eprintln!("skipped: run scripts/fetch-data.sh digits");
+            return;
+        }
+        let bin = env!("CARGO_BIN_EXE_tessera");
+        let d = tempfile::tempdir().unwrap();
+        let run_dir = d.path().join("run");
+        let out = std::process::Command::new(bin)
+            .args([
+                "vit", "train", "--json", "--preset", "mnist", "--hidden", "32", "--layers", "1",
+            ])
+            .args(["--heads", "2", "--epochs", "1", "--data"])
+            .arg(&digits)
+            .arg("--run-dir")
+            .arg(&run_dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let png = d.path().join("confusion.png");
+        let out = std::process::Command::new(bin)
+            .args(["vit", "eval", "--json", "--run-dir"])
+            .arg(&run_dir)
+            .arg("--confusion-png")
+            .arg(&png)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let m: Value = serde_json::from_slice(&out.stdout).unwrap();
+        // The held-out 10% of 1,797 digits, rounded per class (class 8 has 174 images: 17;
+        // every other class 18): 179 images.
+        assert_eq!(m["images"].as_u64(), Some(179));
+        assert_eq!(m["confusion"].as_array().unwrap().len(), 10);
+        let img = image::open(&png).unwrap();
+        assert_eq!((img.width(), img.height()), (241, 241));
+        // The preset's patch size must divide the image: 8x8 digits with patch 4 work, a bad
+        // preset does not.
+        let out = std::process::Command::new(bin)
+            .args(["vit", "train", "--preset", "x99", "--data"])
+            .arg(&digits)
+            .arg("--run-dir")
+            .arg(d.path().join("bad"))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(String::from_utf8_lossy(&out.stderr).contains("unknown ViT preset"));
+    }
 }

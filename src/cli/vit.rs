@@ -129,6 +129,10 @@ pub struct TrainArgs {
 pub struct EvalArgs {
     #[arg(long)]
     pub run_dir: PathBuf,
+    /// Also draw the confusion matrix as a PNG (rows: true class, columns: predicted; darker is
+    /// a larger share of the row).
+    #[arg(long)]
+    pub confusion_png: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -391,6 +395,9 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     let mc = VitConfig::from_json_file(&run.file("config.json"))?;
     let model = load_hf(&mc, &run.file("model.safetensors"), &device)?;
     let m = evaluate(&model, &test, &cfg, &device)?;
+    if let Some(path) = &a.confusion_png {
+        write_confusion_png(path, &m.confusion)?;
+    }
     if a.common.json {
         println!("{}", serde_json::to_string(&m)?);
     } else {
@@ -662,6 +669,34 @@ fn write_attention_overlay(
         let alpha = 0.65 * heat.get_pixel(x, y)[0] as f32 / 255.0;
         for (c, target) in [255.0f32, 32.0, 0.0].iter().enumerate() {
             p[c] = ((1.0 - alpha) * p[c] as f32 + alpha * target).round() as u8;
+        }
+    }
+    img.save(path)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Confusion matrix as a heat map: one 24-pixel cell per (true, predicted) pair, shaded from
+/// white (none of the row) to dark blue (all of it), with a grey grid.
+fn write_confusion_png(path: &std::path::Path, confusion: &[Vec<u32>]) -> Result<()> {
+    const CELL: u32 = 24;
+    let n = confusion.len() as u32;
+    let side = n * CELL + 1;
+    let mut img = image::RgbImage::from_pixel(side, side, image::Rgb([160, 160, 160]));
+    for (r, row) in confusion.iter().enumerate() {
+        let total: u32 = row.iter().sum();
+        for (c, &v) in row.iter().enumerate() {
+            let share = if total == 0 {
+                0.0
+            } else {
+                v as f32 / total as f32
+            };
+            let shade = |white: f32, full: f32| (white + (full - white) * share).round() as u8;
+            let colour = image::Rgb([shade(255.0, 8.0), shade(255.0, 48.0), shade(255.0, 107.0)]);
+            for y in 1..CELL {
+                for x in 1..CELL {
+                    img.put_pixel(c as u32 * CELL + x, r as u32 * CELL + y, colour);
+                }
+            }
         }
     }
     img.save(path)
