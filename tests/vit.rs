@@ -1,7 +1,10 @@
 //! ViT and DINOv2 backbones against Hugging Face transformers (tiny random models saved by
 //! `scripts/make_vit_fixtures.py`).
 
+mod common;
+
 use burn::tensor::{Device, Tensor, TensorData};
+use common::{floats, max_diff};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use tessera::vit::config::VitConfig;
@@ -14,22 +17,6 @@ fn fixtures() -> PathBuf {
 fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("vit_reference.json")).unwrap())
         .unwrap()
-}
-
-fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn pixels(r: &Value, dev: &Device) -> Tensor<4> {

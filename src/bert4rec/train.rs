@@ -4,7 +4,10 @@ use super::config::{Bert4RecConfig, LossKind, SampleMode};
 use super::data::{make_batch, split_leave_one_out, truncate_left, SequenceData};
 use super::eval::{evaluate, Split};
 use super::model::{checkpoint_renames, Bert4Rec};
-use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
+use crate::core::checkpoint::{
+    load_named, load_safetensors, load_training_checkpoint, named_tensors, save_safetensors,
+    save_training_checkpoint,
+};
 use crate::core::dropout::dropout_stream;
 use crate::core::masking::{mask_last, ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Schedule};
@@ -13,7 +16,7 @@ use crate::core::progress;
 use crate::core::resources::peak_rss_mib;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -189,40 +192,24 @@ pub fn train(
     let mut bad_epochs = 0usize;
     let mut first_loss = f64::NAN;
     if opts.resume {
-        let path = run.file(CHECKPOINT);
-        let (tensors, meta) = load_safetensors(&path).with_context(|| {
-            format!(
-                "cannot resume: no readable checkpoint at {}",
-                path.display()
-            )
-        })?;
-        let get = |k: &str| -> Result<String> {
-            meta.get(k)
-                .cloned()
-                .with_context(|| format!("{}: metadata lacks `{k}`", path.display()))
-        };
-        let saved_cfg: Bert4RecConfig = toml::from_str(&get("config")?)?;
+        let ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
+        let saved_cfg: Bert4RecConfig = toml::from_str(&ckpt.get("config")?)?;
         anyhow::ensure!(
             saved_cfg.model == cfg.model
                 && saved_cfg.seed == cfg.seed
                 && saved_cfg.train == cfg.train,
             "cannot resume {}: its configuration differs from the one given",
-            path.display()
+            ckpt.path.display()
         );
-        let (model_t, opt_t): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
-            .into_iter()
-            .partition(|(k, _)| !k.starts_with("optimizer."));
-        model = load_named(model, &model_t, &renames, device, &path)?;
-        let opt_t: BTreeMap<String, TensorData> = opt_t
-            .into_iter()
-            .map(|(k, v)| (k["optimizer.".len()..].to_string(), v))
-            .collect();
-        adam.load_state(get("adam_step")?.parse()?, &opt_t, device);
-        start_epoch = get("epoch")?.parse::<usize>()? + 1;
-        step = get("step")?.parse()?;
-        best = (get("best_epoch")?.parse()?, get("best_ndcg10")?.parse()?);
-        bad_epochs = get("bad_epochs")?.parse()?;
-        first_loss = get("first_loss")?.parse().unwrap_or(f64::NAN);
+        model = load_named(model, &ckpt.tensors, &renames, device, &ckpt.path)?;
+        start_epoch = ckpt.get("epoch")?.parse::<usize>()? + 1;
+        step = ckpt.get("step")?.parse()?;
+        best = (
+            ckpt.get("best_epoch")?.parse()?,
+            ckpt.get("best_ndcg10")?.parse()?,
+        );
+        bad_epochs = ckpt.get("bad_epochs")?.parse()?;
+        first_loss = ckpt.get("first_loss")?.parse().unwrap_or(f64::NAN);
     }
 
     let mut last_loss = f64::NAN;
@@ -351,18 +338,18 @@ pub fn train(
         }
 
         // Checkpoint after every epoch so training can resume from here.
-        let mut tensors = named_tensors(&model, &renames);
-        for (k, v) in adam.state_tensors() {
-            tensors.push((format!("optimizer.{k}"), v));
-        }
         let mut meta = model_metadata(cfg, data, epoch);
         meta.insert("step".into(), step.to_string());
-        meta.insert("adam_step".into(), adam.step.to_string());
         meta.insert("best_epoch".into(), best.0.to_string());
         meta.insert("best_ndcg10".into(), best.1.to_string());
         meta.insert("bad_epochs".into(), bad_epochs.to_string());
         meta.insert("first_loss".into(), first_loss.to_string());
-        save_safetensors(&run.file(CHECKPOINT), &tensors, meta)?;
+        save_training_checkpoint(
+            &run.file(CHECKPOINT),
+            named_tensors(&model, &renames),
+            &adam,
+            meta,
+        )?;
 
         epochs_run = epoch;
         if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {

@@ -156,14 +156,7 @@ pub fn run(cmd: Command) -> Result<()> {
 }
 
 fn base_config(g: &GraphArgs) -> Result<Metapath2VecConfig> {
-    let mut cfg = match &g.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-        }
-        None => Metapath2VecConfig::default(),
-    };
+    let mut cfg: Metapath2VecConfig = super::config_or_default(g.config.as_deref())?;
     set_if_some!(cfg.walks_per_node, g.walks_per_node);
     set_if_some!(cfg.walk_length, g.walk_length);
     set_if_some!(cfg.seed, g.seed);

@@ -14,7 +14,7 @@ mod metapath2vec;
 mod text;
 mod vit;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser, Debug)]
@@ -60,6 +60,18 @@ pub struct Common {
     /// Print machine-readable JSON on stdout instead of tables (and no progress bars).
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// A settings struct from a `--config` TOML file, or its defaults when none is given.
+fn config_or_default<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&std::path::Path>,
+) -> Result<T> {
+    let Some(p) = path else {
+        return Ok(T::default());
+    };
+    let text =
+        std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
 }
 
 pub fn run(cli: Cli) -> Result<()> {

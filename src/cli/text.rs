@@ -394,14 +394,7 @@ fn cmd_vocab(a: VocabArgs) -> Result<()> {
 fn cmd_train(a: TrainArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut cfg: MlmConfig = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-        }
-        None => MlmConfig::default(),
-    };
+    let mut cfg: MlmConfig = super::config_or_default(a.config.as_deref())?;
     set_if_some!(cfg.seed, a.seed);
     set_if_some!(cfg.epochs, a.epochs);
     set_if_some!(cfg.lr, a.lr);

@@ -295,14 +295,7 @@ fn data_sets(a: &TrainArgs, seed: u64) -> Result<(ImageSet, ImageSet, serde_json
 fn cmd_train(a: TrainArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut cfg: VitTrainConfig = match &a.config {
-        Some(p) => {
-            let text = std::fs::read_to_string(p)
-                .with_context(|| format!("cannot read {}", p.display()))?;
-            toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-        }
-        None => VitTrainConfig::default(),
-    };
+    let mut cfg: VitTrainConfig = super::config_or_default(a.config.as_deref())?;
     set_if_some!(cfg.seed, a.seed);
     set_if_some!(cfg.epochs, a.epochs);
     set_if_some!(cfg.lr, a.lr);

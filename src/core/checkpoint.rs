@@ -8,6 +8,7 @@
 //! Files are written to a temporary sibling and renamed, so a crash never leaves a half-written
 //! checkpoint.
 
+use super::optim::Adam;
 use super::run::write_atomic;
 use anyhow::{anyhow, bail, Context, Result};
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
@@ -15,7 +16,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use safetensors::tensor::{Dtype, TensorView};
 use safetensors::SafeTensors;
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Rename a parameter path with the first matching (from, to) substring rule.
 pub fn rename(path: &str, renames: &[(&str, &str)]) -> String {
@@ -227,6 +228,66 @@ pub fn save_safetensors(
     metadata: HashMap<String, String>,
 ) -> Result<()> {
     write_atomic(path, &to_safetensors_bytes(tensors, metadata)?)
+}
+
+/// Write a training checkpoint atomically: the model's tensors, the optimiser's moments under
+/// `optimizer.` and its step count as `adam_step` in the metadata, beside `meta`.
+pub fn save_training_checkpoint(
+    path: &Path,
+    mut tensors: Vec<(String, TensorData)>,
+    adam: &Adam,
+    mut meta: HashMap<String, String>,
+) -> Result<()> {
+    for (k, v) in adam.state_tensors() {
+        tensors.push((format!("optimizer.{k}"), v));
+    }
+    meta.insert("adam_step".into(), adam.step.to_string());
+    save_safetensors(path, &tensors, meta)
+}
+
+/// A checkpoint read back by [`load_training_checkpoint`]: the model's tensors and the metadata.
+pub struct TrainingCheckpoint {
+    pub path: PathBuf,
+    pub tensors: BTreeMap<String, TensorData>,
+    pub meta: HashMap<String, String>,
+}
+
+impl TrainingCheckpoint {
+    /// A metadata value; a missing one is an error naming the file.
+    pub fn get(&self, key: &str) -> Result<String> {
+        self.meta
+            .get(key)
+            .cloned()
+            .with_context(|| format!("{}: metadata lacks `{key}`", self.path.display()))
+    }
+}
+
+/// Read a checkpoint written by [`save_training_checkpoint`] and restore `adam` from it.
+pub fn load_training_checkpoint(
+    path: &Path,
+    adam: &mut Adam,
+    device: &Device,
+) -> Result<TrainingCheckpoint> {
+    let (tensors, meta) = load_safetensors(path).with_context(|| {
+        format!(
+            "cannot resume: no readable checkpoint at {}",
+            path.display()
+        )
+    })?;
+    let (model, optimizer): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
+        .into_iter()
+        .partition(|(k, _)| !k.starts_with("optimizer."));
+    let optimizer: BTreeMap<String, TensorData> = optimizer
+        .into_iter()
+        .map(|(k, v)| (k["optimizer.".len()..].to_string(), v))
+        .collect();
+    let checkpoint = TrainingCheckpoint {
+        path: path.to_path_buf(),
+        tensors: model,
+        meta,
+    };
+    adam.load_state(checkpoint.get("adam_step")?.parse()?, &optimizer, device);
+    Ok(checkpoint)
 }
 
 /// Read every tensor (F32, F16, BF16, F64 or integer, converted to f32) and the metadata.

@@ -9,7 +9,9 @@
 use super::config::BertConfig;
 use super::model::{hf_renames, Bert, TokenBatch};
 use super::tokenize::{Encoded, TextTokenizer};
-use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
+use crate::core::checkpoint::{
+    load_named, load_training_checkpoint, named_tensors, save_safetensors, save_training_checkpoint,
+};
 use crate::core::dropout::dropout_stream;
 use crate::core::masking::{ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{Adam, AdamConfig, Decay, Schedule};
@@ -17,7 +19,7 @@ use crate::core::parallel::{data_parallel_grads, trainable};
 use crate::core::progress;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
-use anyhow::{ensure, Context, Result};
+use anyhow::{ensure, Result};
 use burn::module::Module;
 use burn::tensor::{Device, TensorData};
 use rand::seq::SliceRandom;
@@ -211,39 +213,20 @@ pub fn train_mlm(
     let mut start_epoch = 1;
     let mut step = 0u64;
     if opts.resume {
-        let path = run.file(CHECKPOINT);
-        let (tensors, meta) = load_safetensors(&path).with_context(|| {
-            format!(
-                "cannot resume: no readable checkpoint at {}",
-                path.display()
-            )
-        })?;
-        let get = |k: &str| {
-            meta.get(k)
-                .cloned()
-                .with_context(|| format!("{}: metadata lacks `{k}`", path.display()))
-        };
-        let saved: MlmConfig = toml::from_str(&get("mlm_config")?)?;
+        let mut ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
+        let saved: MlmConfig = toml::from_str(&ckpt.get("mlm_config")?)?;
         ensure!(
             &saved == cfg,
             "cannot resume {}: its training configuration differs from the one given",
-            path.display()
+            ckpt.path.display()
         );
-        let (model_t, opt_t): (BTreeMap<_, _>, BTreeMap<_, _>) = tensors
-            .into_iter()
-            .partition(|(k, _)| !k.starts_with("optimizer."));
-        let model_t: BTreeMap<String, TensorData> = model_t
+        let tensors: BTreeMap<String, TensorData> = std::mem::take(&mut ckpt.tensors)
             .into_iter()
             .map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v))
             .collect();
-        model = load_named(model, &model_t, &hf_renames(), device, &path)?;
-        let opt_t: BTreeMap<String, TensorData> = opt_t
-            .into_iter()
-            .map(|(k, v)| (k["optimizer.".len()..].to_string(), v))
-            .collect();
-        adam.load_state(get("adam_step")?.parse()?, &opt_t, device);
-        start_epoch = get("epoch")?.parse::<usize>()? + 1;
-        step = get("step")?.parse()?;
+        model = load_named(model, &tensors, &hf_renames(), device, &ckpt.path)?;
+        start_epoch = ckpt.get("epoch")?.parse::<usize>()? + 1;
+        step = ckpt.get("step")?.parse()?;
     }
     let mut model = trainable(model);
     let masker = masker(tok, cfg)?;
@@ -328,17 +311,12 @@ pub fn train_mlm(
         }
         save_model_dir(&model.valid(), bert_cfg, tok, &run.path)?;
         // Weights and optimiser state after every epoch, so that training can resume exactly.
-        let mut tensors = hf_named(&model.valid());
-        for (k, v) in adam.state_tensors() {
-            tensors.push((format!("optimizer.{k}"), v));
-        }
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), "tessera-mlm".to_string());
         meta.insert("mlm_config".to_string(), toml::to_string(cfg)?);
         meta.insert("epoch".to_string(), epoch.to_string());
         meta.insert("step".to_string(), step.to_string());
-        meta.insert("adam_step".to_string(), adam.step.to_string());
-        save_safetensors(&run.file(CHECKPOINT), &tensors, meta)?;
+        save_training_checkpoint(&run.file(CHECKPOINT), hf_named(&model.valid()), &adam, meta)?;
         records.push(record);
         if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
             break;

@@ -3,7 +3,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// Write `text` to `dir/name` and return the path.
+/// Write `text` to `dir/name` and return the path. Not every test file uses it.
+#[allow(dead_code)]
 pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::File::create(&p)
@@ -11,4 +12,24 @@ pub fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
         .write_all(text.as_bytes())
         .unwrap();
     p
+}
+
+/// A JSON array of numbers (a fixture's values) as f32. Not every test file uses it.
+#[allow(dead_code)]
+pub fn floats(v: &serde_json::Value) -> Vec<f32> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap() as f32)
+        .collect()
+}
+
+/// Largest absolute difference of two equally long slices. Not every test file uses it.
+#[allow(dead_code)]
+pub fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
