@@ -99,10 +99,13 @@ fn attention_matches_pytorch_multihead_attention() {
     assert!(diff < 1e-5, "max abs diff {diff}");
 }
 
-fn encoder_case(name: &str, norm: NormPlacement) {
-    let f = fixture();
-    let dev = Device::flex();
-    let (x, pad) = inputs(&f, &dev);
+/// The fixture's encoder layer `name` (no dropout), loaded on `dev`.
+fn fixture_layer(
+    f: &Value,
+    name: &str,
+    norm: NormPlacement,
+    dev: &Device,
+) -> tessera::core::encoder::EncoderLayer {
     let cfg = EncoderConfig {
         hidden: f["hidden"].as_u64().unwrap() as usize,
         heads: f["heads"].as_u64().unwrap() as usize,
@@ -115,14 +118,21 @@ fn encoder_case(name: &str, norm: NormPlacement) {
         init_std: 0.02,
         layer_scale: None,
     };
-    let layer = load_named(
-        cfg.init_layer(&dev),
+    load_named(
+        cfg.init_layer(dev),
         &named(&f[name]["tensors"]),
         &[],
-        &dev,
+        dev,
         Path::new("fixture"),
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn encoder_case(name: &str, norm: NormPlacement) {
+    let f = fixture();
+    let dev = Device::flex();
+    let (x, pad) = inputs(&f, &dev);
+    let layer = fixture_layer(&f, name, norm, &dev);
     let y = layer.forward(x, Some(pad));
     let diff = max_abs_diff(y, &f[name]["output"]);
     assert!(diff < 1e-5, "{name}: max abs diff {diff}");
@@ -149,26 +159,7 @@ fn encoder_gradient_case(name: &str, norm: NormPlacement) {
     let ad = Device::flex().autodiff();
     let (x, pad) = inputs(&f, &ad);
     let x = x.require_grad();
-    let cfg = EncoderConfig {
-        hidden: f["hidden"].as_u64().unwrap() as usize,
-        heads: f["heads"].as_u64().unwrap() as usize,
-        intermediate: f["intermediate"].as_u64().unwrap() as usize,
-        layers: 1,
-        hidden_dropout: 0.0,
-        attention_dropout: 0.0,
-        norm,
-        layer_norm_eps: f["eps"].as_f64().unwrap(),
-        init_std: 0.02,
-        layer_scale: None,
-    };
-    let layer = load_named(
-        cfg.init_layer(&ad),
-        &named(&f[name]["tensors"]),
-        &[],
-        &ad,
-        Path::new("fixture"),
-    )
-    .unwrap();
+    let layer = fixture_layer(&f, name, norm, &ad);
     let probe = Tensor::<3>::from_data(tensor_data(&f["probe"]), &ad);
     let y = layer.forward(x.clone(), Some(pad));
     let grads = (y * probe).sum().backward();
