@@ -557,4 +557,94 @@ mod data_and_training {
         assert!(!out.status.success());
         assert!(String::from_utf8_lossy(&out.stderr).contains("unknown ViT preset"));
     }
+
+    #[test]
+    fn fine_tuning_grey_images_uses_the_checkpoints_normalisation_and_records_it() {
+        let bin = env!("CARGO_BIN_EXE_tessera");
+        let d = tempfile::tempdir().unwrap();
+        // A 3-channel checkpoint with its own normalisation (patch 8, 4x4 position grid).
+        let model = d.path().join("dinov2");
+        std::fs::create_dir_all(&model).unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixtures().join("dinov2-tiny").join(f), model.join(f)).unwrap();
+        }
+        std::fs::write(
+            model.join("preprocessor_config.json"),
+            r#"{"image_mean": [0.25, 0.5, 0.75], "image_std": [0.5, 0.25, 0.125]}"#,
+        )
+        .unwrap();
+        // 40 grey 16x16 images in two classes (bright left half or bright right half).
+        let mut csv = String::new();
+        for i in 0..40 {
+            let label = i % 2;
+            let px: Vec<String> = (0..256)
+                .map(|p| {
+                    if (p % 16 < 8) == (label == 0) {
+                        "200"
+                    } else {
+                        "10"
+                    }
+                    .to_string()
+                })
+                .collect();
+            csv.push_str(&format!("{},{label}\n", px.join(",")));
+        }
+        let data = d.path().join("grey.csv");
+        std::fs::write(&data, csv).unwrap();
+        let train = |run: &Path, config: Option<&Path>| {
+            let mut cmd = std::process::Command::new(bin);
+            cmd.args(["vit", "train", "--json", "--epochs", "1", "--model"])
+                .arg(&model)
+                .arg("--data")
+                .arg(&data)
+                .arg("--run-dir")
+                .arg(run);
+            if let Some(c) = config {
+                cmd.arg("--config").arg(c);
+            }
+            let out = cmd.output().unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let toml: toml::Table =
+                toml::from_str(&std::fs::read_to_string(run.join("train.toml")).unwrap()).unwrap();
+            let pre: Value = serde_json::from_str(
+                &std::fs::read_to_string(run.join("preprocessor_config.json")).unwrap(),
+            )
+            .unwrap();
+            (toml["mean"].clone(), toml["std"].clone(), pre)
+        };
+        let (mean, std, pre) = train(&d.path().join("run"), None);
+        assert_eq!(mean, toml::Value::try_from(vec![0.25, 0.5, 0.75]).unwrap());
+        assert_eq!(std, toml::Value::try_from(vec![0.5, 0.25, 0.125]).unwrap());
+        assert_eq!(pre["image_mean"], serde_json::json!([0.25, 0.5, 0.75]));
+        assert_eq!(pre["image_std"], serde_json::json!([0.5, 0.25, 0.125]));
+        // A config file that sets the normalisation wins over the checkpoint's.
+        let cfg = d.path().join("train.toml");
+        std::fs::write(&cfg, "mean = [0.5]\nstd = [0.5]\n").unwrap();
+        let (mean, _, pre) = train(&d.path().join("run2"), Some(&cfg));
+        assert_eq!(mean, toml::Value::try_from(vec![0.5]).unwrap());
+        assert_eq!(pre["image_mean"], serde_json::json!([0.5, 0.5, 0.5]));
+        // A normalisation with the wrong number of channels is refused.
+        std::fs::write(&cfg, "mean = [0.5, 0.5]\nstd = [0.5, 0.5]\n").unwrap();
+        let out = std::process::Command::new(bin)
+            .args(["vit", "train", "--epochs", "1", "--model"])
+            .arg(&model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--run-dir")
+            .arg(d.path().join("run3"))
+            .arg("--config")
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("mean has 2 values"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 }

@@ -301,10 +301,19 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.lr, a.lr);
     set_if_some!(cfg.batch_size, a.batch_size);
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
-    let (train, test, split) = data_sets(&a, cfg.seed)?;
+    let (mut train, mut test, split) = data_sets(&a, cfg.seed)?;
     let (model, model_cfg) = match &a.model {
         Some(dir) => {
             let mut mc = VitConfig::from_json_file(&dir.join("config.json"))?;
+            if train.channels == 1 && mc.num_channels > 1 {
+                train = train.repeat_grey(mc.num_channels);
+                test = test.repeat_grey(mc.num_channels);
+            }
+            // The backbone learnt features of inputs normalised its own way: keep feeding it
+            // those, unless the config file says otherwise.
+            if !config_sets(a.config.as_deref(), &["mean", "std"])? {
+                (cfg.mean, cfg.std) = normalisation(dir, mc.num_channels)?;
+            }
             mc.num_labels = 0;
             let backbone = load_hf(&mc, &dir.join("model.safetensors"), &device)?;
             mc.num_labels = train.classes;
@@ -346,6 +355,10 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             model_cfg.hidden_size,
             model_cfg.num_hidden_layers,
             model_cfg.patch_size
+        );
+        eprintln!(
+            "pixels in [0, 1] normalised with mean {:?}, std {:?}",
+            cfg.mean, cfg.std
         );
     }
     let records = train_vit(
@@ -423,6 +436,18 @@ fn print_metrics(m: &ClassMetrics) -> Result<()> {
         writeln!(out, "{:>9.4}", m.per_class[c])?;
     }
     Ok(())
+}
+
+/// Whether the TOML file at `path` sets any of `keys` at its top level.
+fn config_sets(path: Option<&std::path::Path>, keys: &[&str]) -> Result<bool> {
+    let Some(path) = path else {
+        return Ok(false);
+    };
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let table: toml::Table =
+        toml::from_str(&text).with_context(|| format!("{}: not TOML", path.display()))?;
+    Ok(keys.iter().any(|k| table.contains_key(*k)))
 }
 
 /// Per-channel mean and std for a model directory: `image_mean`/`image_std` from its

@@ -46,6 +46,23 @@ impl ImageSet {
             ..self.clone_shape()
         }
     }
+    /// Grey images as `channels` identical planes (for a checkpoint trained on RGB).
+    pub fn repeat_grey(&self, channels: usize) -> ImageSet {
+        assert_eq!(self.channels, 1, "only grey images are repeated");
+        let plane = self.height * self.width;
+        let mut pixels = Vec::with_capacity(self.pixels.len() * channels);
+        for image in self.pixels.chunks_exact(plane) {
+            for _ in 0..channels {
+                pixels.extend_from_slice(image);
+            }
+        }
+        ImageSet {
+            channels,
+            pixels,
+            labels: self.labels.clone(),
+            ..self.clone_shape()
+        }
+    }
     fn clone_shape(&self) -> ImageSet {
         ImageSet {
             channels: self.channels,

@@ -45,7 +45,10 @@ pub struct VitTrainConfig {
     /// Random translation by up to this many pixels (random crop of the zero-padded image);
     /// 0: no augmentation. No flips: they change digits.
     pub max_shift: usize,
-    /// Per-channel normalisation `(x - mean) / std` of pixels in [0, 1].
+    /// Per-channel normalisation `(x - mean) / std` of pixels in [0, 1]: one value for every
+    /// channel, or one per channel. From scratch the default is 0.5 / 0.5 (Hugging Face's ViT);
+    /// when fine-tuning, `tessera vit train --model` takes the checkpoint's `image_mean` /
+    /// `image_std` unless the config file sets these.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
 }
@@ -236,6 +239,18 @@ pub fn train_vit(
         model_cfg.num_channels,
         model_cfg.patch_size
     );
+    for (name, v) in [("mean", &cfg.mean), ("std", &cfg.std)] {
+        ensure!(
+            v.len() == 1 || v.len() == train.channels,
+            "normalisation {name} has {} values; the images have {} channels",
+            v.len(),
+            train.channels
+        );
+    }
+    ensure!(
+        cfg.std.iter().all(|&s| s > 0.0 && s.is_finite()),
+        "normalisation std must be positive"
+    );
     ensure!(
         model_cfg.num_labels >= train.classes,
         "the data has {} classes but the model's head has {}",
@@ -334,7 +349,7 @@ pub fn train_vit(
                 record.loss, record.test_top1, record.test_top5, record.seconds
             );
         }
-        save_model_dir(&plain, model_cfg, run)?;
+        save_model_dir(&plain, model_cfg, cfg, run)?;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), "tessera-vit".to_string());
         meta.insert("train_config".to_string(), toml::to_string(cfg)?);
@@ -354,8 +369,33 @@ pub fn train_vit(
     Ok(records)
 }
 
-/// `config.json` + `model.safetensors` in the `ViTForImageClassification` layout.
-pub fn save_model_dir(model: &Vit, cfg: &VitConfig, run: &RunDir) -> Result<()> {
+/// `model.safetensors` and `config.json` of a Hugging Face `ViTForImageClassification`, plus
+/// `preprocessor_config.json` with the normalisation the model was trained with, so that
+/// `predict`, `features` and transformers' image processor feed it the same inputs.
+pub fn save_model_dir(
+    model: &Vit,
+    cfg: &VitConfig,
+    train_cfg: &VitTrainConfig,
+    run: &RunDir,
+) -> Result<()> {
+    let channels = cfg.num_channels;
+    let per_channel =
+        |v: &[f32]| -> Vec<f32> { (0..channels).map(|c| v[c.min(v.len() - 1)]).collect() };
+    let preprocessor = serde_json::json!({
+        "image_processor_type": "ViTImageProcessor",
+        "do_resize": true,
+        "size": {"height": cfg.image_size, "width": cfg.image_size},
+        "resample": 3,
+        "do_rescale": true,
+        "rescale_factor": 1.0 / 255.0,
+        "do_normalize": true,
+        "image_mean": per_channel(&train_cfg.mean),
+        "image_std": per_channel(&train_cfg.std),
+    });
+    run.write_atomic(
+        "preprocessor_config.json",
+        serde_json::to_string_pretty(&preprocessor)?.as_bytes(),
+    )?;
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     save_safetensors(&run.file("model.safetensors"), &hf_named(model, cfg), meta)?;
