@@ -110,6 +110,10 @@ for name, (layer, norm_first) in layers.items():
     (y * probe).sum().backward()
     out[name]["grad_input"] = t(xg.grad)
     out[name]["grad_intermediate_weight"] = t(layer.linear1.weight.grad)
+    out[name]["grad_intermediate_bias"] = t(layer.linear1.bias.grad)
+    for norm in ("norm1", "norm2"):
+        out[name][f"grad_{norm}_weight"] = t(getattr(layer, norm).weight.grad)
+        out[name][f"grad_{norm}_bias"] = t(getattr(layer, norm).bias.grad)
 
 xs = torch.linspace(-6.0, 6.0, 241, dtype=torch.float64).requires_grad_(True)
 ys = torch.nn.functional.gelu(xs)

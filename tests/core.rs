@@ -178,6 +178,37 @@ fn encoder_gradient_case(name: &str, norm: NormPlacement) {
         .unwrap();
     let diff = flat_diff(gw, &f[name]["grad_intermediate_weight"]);
     assert!(diff < 1e-5, "{name}: weight gradient max abs diff {diff}");
+    let gb: Vec<f32> = layer
+        .intermediate
+        .bias
+        .as_ref()
+        .unwrap()
+        .grad(&grads)
+        .unwrap()
+        .into_data()
+        .try_to_vec()
+        .unwrap();
+    let diff = flat_diff(gb, &f[name]["grad_intermediate_bias"]);
+    assert!(diff < 1e-5, "{name}: bias gradient max abs diff {diff}");
+    // LayerNorm scale and shift (the fused LayerNorm's own backward).
+    for (norm, key) in [
+        (&layer.attention_norm, "norm1"),
+        (&layer.output_norm, "norm2"),
+    ] {
+        for (param, which) in [(&norm.gamma, "weight"), (&norm.beta, "bias")] {
+            let g: Vec<f32> = param
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec()
+                .unwrap();
+            let diff = flat_diff(g, &f[name][format!("grad_{key}_{which}").as_str()]);
+            assert!(
+                diff < 1e-5,
+                "{name}: {key}.{which} gradient max abs diff {diff}"
+            );
+        }
+    }
 }
 
 #[test]

@@ -4,9 +4,9 @@
 //! self-attention (BERT, ViT) and co-attention (ViLBERT's Co-TRM).
 
 use super::dropout::Dropout;
+use super::fused_ops::linear;
 use burn::module::Module;
 use burn::nn::{Initializer, Linear, LinearConfig};
-use burn::tensor::activation::softmax;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -76,9 +76,9 @@ impl MultiHeadAttention {
         let h = self.heads;
         let dh = d / h;
         let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
-        let q = split(self.query.forward(queries), lq);
-        let k = split(self.key.forward(context.clone()), lk);
-        let v = split(self.value.forward(context), lk);
+        let q = split(linear(&self.query, queries), lq);
+        let k = split(linear(&self.key, context.clone()), lk);
+        let v = split(linear(&self.value, context), lk);
 
         let mut scores = q
             .matmul(k.swap_dims(2, 3))
@@ -88,11 +88,11 @@ impl MultiHeadAttention {
             let bias = pad.float().mul_scalar(MASKED_SCORE).reshape([b, 1, 1, lk]);
             scores = scores + bias;
         }
-        let probs = softmax(scores, 3);
+        let probs = super::fused_ops::softmax(scores);
         let kept = want_probs.then(|| probs.clone());
         let ctx = self.dropout.forward(probs).matmul(v);
         let ctx = ctx.swap_dims(1, 2).reshape([b, lq, d]);
-        (self.output.forward(ctx), kept)
+        (linear(&self.output, ctx), kept)
     }
 
     pub fn forward(

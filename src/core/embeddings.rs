@@ -3,8 +3,9 @@
 
 use super::attention::normal_init;
 use super::dropout::Dropout;
+use super::norm::LayerNorm;
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, EmbeddingConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 #[derive(Module, Debug)]
@@ -39,9 +40,7 @@ impl EmbeddingsConfig {
             word_embeddings: emb(self.vocab),
             position_embeddings: emb(self.max_positions),
             token_type_embeddings: (self.type_vocab > 0).then(|| emb(self.type_vocab)),
-            layer_norm: LayerNormConfig::new(self.hidden)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device),
+            layer_norm: LayerNorm::new(self.hidden, self.layer_norm_eps, device),
             dropout: Dropout::new(self.dropout),
         }
     }

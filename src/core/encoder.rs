@@ -5,8 +5,10 @@
 use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
 use super::dropout::Dropout;
 use super::fused::gelu;
+use super::fused_ops::linear;
+use super::norm::LayerNorm;
 use burn::module::{Module, Param};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -82,11 +84,7 @@ pub struct Encoder {
 
 impl EncoderConfig {
     pub fn init_layer(&self, device: &Device) -> EncoderLayer {
-        let ln = || {
-            LayerNormConfig::new(self.hidden)
-                .with_epsilon(self.layer_norm_eps)
-                .init(device)
-        };
+        let ln = || LayerNorm::new(self.hidden, self.layer_norm_eps, device);
         EncoderLayer {
             attention: AttentionConfig {
                 hidden: self.hidden,
@@ -125,7 +123,7 @@ impl EncoderConfig {
 
 impl EncoderLayer {
     fn feed_forward(&self, x: Tensor<3>) -> Tensor<3> {
-        self.output.forward(gelu(self.intermediate.forward(x)))
+        linear(&self.output, gelu(linear(&self.intermediate, x)))
     }
 
     /// `x` [B, L, D]; `key_padding` [B, L] true at padding.

@@ -92,7 +92,7 @@ fn gelu_forward_kernel(x: &mut [f32]) {
 /// Maximum and sum over eight interleaved lanes, so that the compiler vectorises them (a float
 /// reduction in one accumulator cannot be reordered, hence not vectorised).
 #[inline(always)]
-fn lanes_max(x: &[f32]) -> f32 {
+pub(crate) fn lanes_max(x: &[f32]) -> f32 {
     let mut acc = [f32::NEG_INFINITY; 8];
     let chunks = x.chunks_exact(8);
     let tail = chunks.remainder();
@@ -107,7 +107,7 @@ fn lanes_max(x: &[f32]) -> f32 {
 }
 
 #[inline(always)]
-fn lanes_sum(x: &[f32]) -> f32 {
+pub(crate) fn lanes_sum(x: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let chunks = x.chunks_exact(8);
     let tail = chunks.remainder();

@@ -2,8 +2,9 @@
 //! BERT4Rec's item head): `GELU(h W + b) [-> LayerNorm] E^T + bias`.
 
 use super::fused::gelu;
+use super::norm::LayerNorm;
 use burn::module::{Module, Param};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor};
 
 use super::attention::normal_init;
@@ -30,8 +31,7 @@ impl TiedHead {
             dense: LinearConfig::new(hidden, hidden)
                 .with_initializer(normal_init(init_std))
                 .init(device),
-            layer_norm: layer_norm
-                .then(|| LayerNormConfig::new(hidden).with_epsilon(eps).init(device)),
+            layer_norm: layer_norm.then(|| LayerNorm::new(hidden, eps, device)),
             bias: Initializer::Zeros.init([outputs], device),
         }
     }

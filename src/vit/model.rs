@@ -8,10 +8,11 @@ use crate::core::attention::normal_init;
 use crate::core::checkpoint::{load_named, load_safetensors};
 use crate::core::dropout::Dropout;
 use crate::core::encoder::{Encoder, EncoderConfig, NormPlacement};
+use crate::core::norm::LayerNorm;
 use anyhow::{bail, Context, Result};
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear, LinearConfig};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -85,9 +86,7 @@ impl Vit {
                 layer_scale: cfg.layerscale_value,
             }
             .init(device),
-            layernorm: LayerNormConfig::new(d)
-                .with_epsilon(cfg.layer_norm_eps)
-                .init(device),
+            layernorm: LayerNorm::new(d, cfg.layer_norm_eps, device),
             classifier: (cfg.num_labels > 0).then(|| {
                 LinearConfig::new(d, cfg.num_labels)
                     .with_initializer(normal_init(cfg.initializer_range))
