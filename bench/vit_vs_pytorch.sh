@@ -4,7 +4,9 @@
 #   1. ViT-B/16 inference on 8 images of 224 x 224 (no gradients);
 #   2. one training step (forward, backward, AdamW) of a small ViT: patch 4, 32 x 32 input,
 #      width 192, 6 layers, 3 heads, batch 128, 10 classes.
-# Median of 5 timed runs after a warm-up; peak memory of each process.
+# Ours and the peer take turns, ROUNDS times (default 2), each process timing 5 runs after a
+# warm-up; the median over all of a side's timed runs is reported (turns spread the drift of a
+# shared machine over both sides), with the peak memory of its processes.
 #
 #   bash bench/vit_vs_pytorch.sh       (venv: $TESSERA_BENCH_VENV or ~/.cache/tessera/venv)
 set -euo pipefail
@@ -12,6 +14,7 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 VENV=${TESSERA_BENCH_VENV:-$HOME/.cache/tessera/venv}
 THREADS=${THREADS:-$(nproc)}
+ROUNDS=${ROUNDS:-2}
 if [ ! -x "$VENV/bin/python" ]; then python3 -m venv "$VENV"; fi
 if ! "$VENV/bin/python" -c "import transformers, torch" 2>/dev/null; then
     "$VENV/bin/pip" install -q torch transformers
@@ -21,11 +24,15 @@ BIN=$CARGO_TARGET_DIR/release/tessera
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-"$BIN" vit bench --mode infer --preset b16 --image 224 --batch 8 --threads "$THREADS" > "$work/ours_infer.json"
-"$BIN" vit bench --mode train --preset cifar --hidden 192 --layers 6 --heads 3 --patch 4 \
-    --image 32 --batch 128 --threads "$THREADS" > "$work/ours_train.json"
-for mode in infer train; do
-"$VENV/bin/python" - "$mode" "$THREADS" > "$work/peer_$mode.json" <<'PY'
+ours() {
+    case $1 in
+    infer) "$BIN" vit bench --mode infer --preset b16 --image 224 --batch 8 --threads "$THREADS" ;;
+    train) "$BIN" vit bench --mode train --preset cifar --hidden 192 --layers 6 --heads 3 --patch 4 \
+        --image 32 --batch 128 --threads "$THREADS" ;;
+    esac
+}
+peer() {
+"$VENV/bin/python" - "$1" "$THREADS" <<'PY'
 import json, resource, statistics, sys, time
 import torch, transformers
 mode, threads = sys.argv[1], int(sys.argv[2])
@@ -59,14 +66,26 @@ for _ in range(5):
 print(json.dumps({"seconds_median": statistics.median(times), "seconds": times,
                   "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 PY
+
+}
+for round in $(seq "$ROUNDS"); do
+    for mode in infer train; do
+        ours "$mode" > "$work/ours_${mode}_$round.json"
+        peer "$mode" > "$work/peer_${mode}_$round.json"
+    done
 done
-python3 - "$work" "$THREADS" <<'PY'
-import json, sys
-work, threads = sys.argv[1], sys.argv[2]
-print(f"ViT against PyTorch (transformers) CPU, {threads} threads, median of 5")
+python3 - "$work" "$THREADS" "$ROUNDS" <<'PY'
+import glob, json, statistics, sys
+work, threads, rounds = sys.argv[1], sys.argv[2], sys.argv[3]
+def load(side, mode):
+    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/{side}_{mode}_*.json"))]
+    return {"seconds_median": statistics.median(t for r in runs for t in r["seconds"]),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+print(f"ViT against PyTorch (transformers) CPU, {threads} threads, {rounds} rounds taking turns, "
+      f"median of all timed runs")
 print(f"{'case':<44}{'tessera s':>11}{'PyTorch s':>11}{'speed-up':>10}{'MiB ours':>10}{'MiB peer':>10}")
 for mode, name in [("infer", "ViT-B/16 inference, 8 x 224x224"), ("train", "train step, patch 4, 32x32, d192, L6, b128")]:
-    o = json.load(open(f"{work}/ours_{mode}.json")); p = json.load(open(f"{work}/peer_{mode}.json"))
+    o, p = load("ours", mode), load("peer", mode)
     print(f"{name:<44}{o['seconds_median']:>11.3f}{p['seconds_median']:>11.3f}"
           f"{p['seconds_median'] / o['seconds_median']:>9.2f}x{o['peak_rss_mib']:>10.0f}{p['peak_rss_mib']:>10.0f}")
 print("speed-up: PyTorch's time / ours (>1: we are faster)")

@@ -1,6 +1,8 @@
 //! Shared building blocks against references computed elsewhere: PyTorch for attention and the
 //! encoder layers (fixture made by scripts/make_fixtures.py), hand computation for metrics.
 
+mod common;
+
 use burn::module::Module;
 use burn::tensor::{Bool, Device, Tensor, TensorData};
 use rand::rngs::StdRng;
@@ -586,4 +588,92 @@ fn dropout_drops_the_asked_fraction_rescales_and_repeats_for_a_seed() {
         .unwrap();
     drop(outer);
     assert_eq!(y1, y3);
+}
+
+/// The fused host operations against burn's own (decomposed) operations, on non-contiguous
+/// inputs, in inference and under autodiff (values and the gradients of every input).
+#[test]
+fn fused_linear_layer_norm_and_softmax_match_burns_operations() {
+    use burn::nn::LinearConfig;
+    use burn::tensor::activation::softmax;
+    use burn::tensor::Distribution;
+    use tessera::core::fused_ops;
+    use tessera::core::norm::LayerNorm;
+    let plain = Device::flex();
+    plain.seed(7);
+    let vals = |t: Tensor<3>| -> Vec<f32> { t.into_data().try_to_vec().unwrap() };
+    let check = |a: Vec<f32>, b: Vec<f32>, what: &str| {
+        let d = common::max_diff(&a, &b);
+        assert!(d < 2e-5, "{what}: max abs diff {d}");
+    };
+    // [2, 5, 12] made non-contiguous by a transpose of a [2, 12, 5] tensor.
+    let x0: Tensor<3> = Tensor::random([2, 12, 5], Distribution::Normal(0.0, 1.0), &plain);
+    let linear = LinearConfig::new(12, 7).init(&plain);
+    let mut norm = LayerNorm::new(12, 1e-5, &plain);
+    norm.gamma = norm.gamma.map(|g| g.add_scalar(0.5).mul_scalar(1.3));
+    norm.beta = norm.beta.map(|b| b.add_scalar(-0.2));
+    let x = x0.clone().swap_dims(1, 2);
+    check(
+        vals(fused_ops::linear(&linear, x.clone())),
+        vals(linear.forward(x.clone())),
+        "linear (inference)",
+    );
+    check(
+        vals(fused_ops::softmax(x.clone())),
+        vals(softmax(x.clone(), 2)),
+        "softmax (inference)",
+    );
+
+    let ad = plain.clone().autodiff();
+    let linear = tessera::core::parallel::trainable(linear);
+    let norm = tessera::core::parallel::trainable(norm);
+    let probe: Tensor<3> = Tensor::random([2, 5, 7], Distribution::Normal(0.0, 1.0), &ad);
+    let run = |fused: bool| {
+        let x0 = Tensor::<3>::from_data(x0.to_data(), &ad).require_grad();
+        let x = x0.clone().swap_dims(1, 2);
+        let (n, s) = if fused {
+            (norm.forward(x.clone()), fused_ops::softmax(x))
+        } else {
+            (
+                burn::tensor::module::layer_norm(
+                    x.clone(),
+                    norm.gamma.val(),
+                    Some(norm.beta.val()),
+                    1e-5,
+                ),
+                softmax(x, 2),
+            )
+        };
+        let h = n * s.add_scalar(1.0);
+        let y = if fused {
+            fused_ops::linear(&linear, h)
+        } else {
+            linear.forward(h)
+        };
+        let grads = (y.clone() * probe.clone()).sum().backward();
+        let g = |p: &burn::module::Param<Tensor<1>>| -> Vec<f32> {
+            p.grad(&grads).unwrap().into_data().try_to_vec().unwrap()
+        };
+        (
+            vals(y),
+            vals(x0.grad(&grads).unwrap()),
+            linear
+                .weight
+                .grad(&grads)
+                .unwrap()
+                .into_data()
+                .try_to_vec::<f32>()
+                .unwrap(),
+            g(linear.bias.as_ref().unwrap()),
+            g(&norm.gamma),
+            g(&norm.beta),
+        )
+    };
+    let (ours, theirs) = (run(true), run(false));
+    check(ours.0, theirs.0, "output");
+    check(ours.1, theirs.1, "input gradient");
+    check(ours.2, theirs.2, "linear weight gradient");
+    check(ours.3, theirs.3, "linear bias gradient");
+    check(ours.4, theirs.4, "LayerNorm gamma gradient");
+    check(ours.5, theirs.5, "LayerNorm beta gradient");
 }

@@ -556,7 +556,10 @@ pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<
     let out_shape = Shape::from(out_dims);
     let w = layer.weight.val();
     let b = layer.bias.as_ref().map(|b| b.val());
-    if !x.device().is_autodiff() {
+    let tracked = x.device().is_autodiff()
+        || w.device().is_autodiff()
+        || b.as_ref().is_some_and(|b| b.device().is_autodiff());
+    if !tracked {
         let xv = x.try_into_primitive::<Flex>().expect("a host tensor");
         let wv = w.try_into_primitive::<Flex>().expect("a host tensor");
         let bv = b.map(|b| b.try_into_primitive::<Flex>().expect("a host tensor"));
