@@ -621,6 +621,31 @@ mod data_and_training {
         assert_eq!(std, toml::Value::try_from(vec![0.5, 0.25, 0.125]).unwrap());
         assert_eq!(pre["image_mean"], serde_json::json!([0.25, 0.5, 0.75]));
         assert_eq!(pre["image_std"], serde_json::json!([0.5, 0.25, 0.125]));
+        // Trained at 16x16 (positions interpolated from the checkpoint's 4x4 grid of 32x32): image
+        // files given to the run directory are resized to 16x16, not to the config's 32x32.
+        assert_eq!(pre["size"], serde_json::json!({"height": 16, "width": 16}));
+        let png = d.path().join("left.png");
+        image::GrayImage::from_fn(40, 40, |x, _| image::Luma([if x < 20 { 200 } else { 10 }]))
+            .save(&png)
+            .unwrap();
+        let feats = d.path().join("f.safetensors");
+        let out = std::process::Command::new(bin)
+            .args(["vit", "features", "--model"])
+            .arg(d.path().join("run"))
+            .arg("--input")
+            .arg(&png)
+            .arg("--output")
+            .arg(&feats)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (t, _) = tessera::core::checkpoint::load_safetensors(&feats).unwrap();
+        // 16 / 8 = 2x2 patches plus the class token.
+        assert_eq!(t["last_hidden_state"].shape().to_vec(), vec![1, 5, 32]);
         // A config file that sets the normalisation wins over the checkpoint's.
         let cfg = d.path().join("train.toml");
         std::fs::write(&cfg, "mean = [0.5]\nstd = [0.5]\n").unwrap();

@@ -143,7 +143,8 @@ pub struct FeaturesArgs {
     #[arg(long)]
     pub model: PathBuf,
     /// Either one safetensors file with a float tensor `pixel_values` [B, C, H, W], already
-    /// normalised, or PNG/JPEG files (resized to the model's image_size with a bicubic filter and
+    /// normalised, or PNG/JPEG files (resized with a bicubic filter to the size in the model's
+    /// preprocessor_config.json, else its image_size, and
     /// normalised with image_mean/image_std from the model's preprocessor_config.json or
     /// config.json; 0.5/0.5 when neither says).
     #[arg(long, required = true, num_args = 1..)]
@@ -438,6 +439,27 @@ fn print_metrics(m: &ClassMetrics) -> Result<()> {
     Ok(())
 }
 
+/// The side images are resized to for the model in `dir`: the `size` of its
+/// preprocessor_config.json (the resolution it was trained or fine-tuned at), else the config's
+/// image_size.
+fn input_size(dir: &std::path::Path, mc: &VitConfig) -> Result<usize> {
+    let path = dir.join("preprocessor_config.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(mc.image_size);
+    };
+    let v: serde_json::Value =
+        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
+    let side = |k: &str| v["size"][k].as_u64().map(|x| x as usize);
+    match (side("height"), side("width")) {
+        (Some(h), Some(w)) if h == w && h > 0 => Ok(h),
+        (Some(h), Some(w)) => bail!(
+            "{}: size {h}x{w}: only square inputs are supported",
+            path.display()
+        ),
+        _ => Ok(mc.image_size),
+    }
+}
+
 /// Whether the TOML file at `path` sets any of `keys` at its top level.
 fn config_sets(path: Option<&std::path::Path>, keys: &[&str]) -> Result<bool> {
     let Some(path) = path else {
@@ -498,10 +520,11 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
         pixels.clone()
     } else {
         let (mean, std) = normalisation(&a.model, mc.num_channels)?;
+        let size = input_size(&a.model, &mc)?;
         let mut all = Vec::new();
         for f in &a.input {
             let (mut v, h, w) =
-                tessera::vit::data::load_image_file(f, Some(mc.image_size), mc.num_channels)?;
+                tessera::vit::data::load_image_file(f, Some(size), mc.num_channels)?;
             for c in 0..mc.num_channels {
                 for x in &mut v[c * h * w..(c + 1) * h * w] {
                     *x = (*x - mean[c]) / std[c];
@@ -509,10 +532,7 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
             }
             all.extend(v);
         }
-        burn::tensor::TensorData::new(
-            all,
-            [a.input.len(), mc.num_channels, mc.image_size, mc.image_size],
-        )
+        burn::tensor::TensorData::new(all, [a.input.len(), mc.num_channels, size, size])
     };
     let out = model.forward(burn::tensor::Tensor::from_data(pixels, &device))?;
     let dims = out.last_hidden_state.dims();
@@ -544,7 +564,7 @@ fn image_batch(
     files: &[PathBuf],
 ) -> Result<(burn::tensor::TensorData, Vec<Vec<f32>>)> {
     let (mean, std) = normalisation(dir, mc.num_channels)?;
-    let (s, c) = (mc.image_size, mc.num_channels);
+    let (s, c) = (input_size(dir, mc)?, mc.num_channels);
     let mut all = Vec::new();
     let mut raw = Vec::new();
     for f in files {
@@ -641,7 +661,8 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             .into_data()
             .try_to_vec()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        write_attention_overlay(path, &raw[0], mc.num_channels, mc.image_size, &row, gh, gw)?;
+        let side = input_size(&a.model, &mc)?;
+        write_attention_overlay(path, &raw[0], mc.num_channels, side, &row, gh, gw)?;
         if !a.common.json {
             eprintln!(
                 "attention overlay ({gh}x{gw} patches, {heads} heads averaged) -> {}",

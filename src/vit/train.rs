@@ -349,7 +349,7 @@ pub fn train_vit(
                 record.loss, record.test_top1, record.test_top5, record.seconds
             );
         }
-        save_model_dir(&plain, model_cfg, cfg, run)?;
+        save_model_dir(&plain, model_cfg, cfg, (train.height, train.width), run)?;
         let mut meta = HashMap::new();
         meta.insert("format".to_string(), "tessera-vit".to_string());
         meta.insert("train_config".to_string(), toml::to_string(cfg)?);
@@ -372,19 +372,31 @@ pub fn train_vit(
 /// `model.safetensors` and `config.json` of a Hugging Face `ViTForImageClassification`, plus
 /// `preprocessor_config.json` with the normalisation the model was trained with, so that
 /// `predict`, `features` and transformers' image processor feed it the same inputs.
+/// `input_hw` is the training images' height and width (the checkpoint's `image_size` stays that
+/// of its position grid when fine-tuning at another resolution).
 pub fn save_model_dir(
     model: &Vit,
     cfg: &VitConfig,
     train_cfg: &VitTrainConfig,
+    input_hw: (usize, usize),
     run: &RunDir,
 ) -> Result<()> {
     let channels = cfg.num_channels;
-    let per_channel =
-        |v: &[f32]| -> Vec<f32> { (0..channels).map(|c| v[c.min(v.len() - 1)]).collect() };
+    // Through the shortest decimal form, so that 0.485f32 is written 0.485.
+    let per_channel = |v: &[f32]| -> Vec<f64> {
+        (0..channels)
+            .map(|c| {
+                v[c.min(v.len() - 1)]
+                    .to_string()
+                    .parse()
+                    .unwrap_or(f64::NAN)
+            })
+            .collect()
+    };
     let preprocessor = serde_json::json!({
         "image_processor_type": "ViTImageProcessor",
         "do_resize": true,
-        "size": {"height": cfg.image_size, "width": cfg.image_size},
+        "size": {"height": input_hw.0, "width": input_hw.1},
         "resample": 3,
         "do_rescale": true,
         "rescale_factor": 1.0 / 255.0,
