@@ -672,4 +672,49 @@ mod data_and_training {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+
+    #[test]
+    fn training_gives_the_same_weights_on_one_and_two_threads() {
+        let digits = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/digits/digits.csv.gz");
+        if !digits.exists() {
+            eprintln!("skipped: run scripts/fetch-data.sh digits");
+            return;
+        }
+        let d = tempfile::tempdir().unwrap();
+        let weights = |threads: &str| {
+            let run_dir = d.path().join(format!("run{threads}"));
+            let out = std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+                .args([
+                    "vit", "train", "--json", "--preset", "mnist", "--hidden", "32",
+                ])
+                .args([
+                    "--layers",
+                    "2",
+                    "--heads",
+                    "2",
+                    "--epochs",
+                    "1",
+                    "--threads",
+                    threads,
+                ])
+                .arg("--data")
+                .arg(&digits)
+                .arg("--run-dir")
+                .arg(&run_dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            std::fs::read(run_dir.join("model.safetensors")).unwrap()
+        };
+        // Every fused kernel splits its work in fixed chunks and adds partial sums in order, and
+        // micro-batch gradients are added in micro-batch order: the thread count cannot show.
+        assert!(
+            weights("1") == weights("2"),
+            "weights differ between 1 and 2 threads"
+        );
+    }
 }
