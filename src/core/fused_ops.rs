@@ -1,22 +1,25 @@
-//! LayerNorm and softmax as single host kernels with hand-written backward passes, registered
-//! as operations of burn's autodiff graph.
+//! LayerNorm, softmax and Linear as single host kernels with hand-written backward passes,
+//! registered as operations of burn's autodiff graph.
 //!
-//! Why: burn's CPU backend fuses both in inference, but under autodiff it decomposes them into
-//! their elementary operations (LayerNorm: mean, subtraction, square, mean, square root,
-//! division, scale, shift; softmax: max, subtraction, `exp`, sum, division), each a
-//! single-threaded pass that allocates its output, and differentiates every one of them. A ViT
-//! training step spent about a fifth of its time there. Their Jacobians are not diagonal, so the
-//! surrogate trick of [`super::fused`] does not apply; instead each is one autodiff operation
-//! whose backward is the closed form:
+//! Why: burn's CPU backend fuses LayerNorm and softmax in inference, but under autodiff it
+//! decomposes them into their elementary operations (LayerNorm: mean, subtraction, square, mean,
+//! square root, division, scale, shift; softmax: max, subtraction, `exp`, sum, division), each a
+//! single-threaded pass that allocates its output, and differentiates every one of them; and each
+//! of its matrix products zero-fills its output and then copies it to re-align it, with the bias
+//! added in one more pass. Together about a quarter of a ViT training step. The Jacobians of
+//! LayerNorm and softmax are not diagonal, so the surrogate trick of [`super::fused`] does not
+//! apply; instead each is one autodiff operation whose backward is the closed form:
 //!
 //! - LayerNorm `y = xhat * gamma + beta`, `xhat = (x - mean) * rstd`:
 //!   `dx = rstd * (g' - mean(g') - xhat * mean(g' * xhat))` with `g' = dy * gamma`,
 //!   `dgamma = sum over rows of dy * xhat`, `dbeta = sum over rows of dy`;
-//! - softmax `p = softmax(x)` along the last axis: `dx = p * (dp - sum(dp * p))`.
+//! - softmax `p = softmax(x)` along the last axis: `dx = p * (dp - sum(dp * p))`;
+//! - Linear `y = x W + b`: `dx = dy W^T`, `dW = x^T dy`, `db = sum over rows of dy`.
 //!
-//! Rows are processed in parallel in chunks of a fixed number of rows and the per-chunk sums of
-//! `dgamma`/`dbeta` are added in chunk order, so results do not depend on the thread count.
-//! Off the host, or without autodiff, the functions are burn's own operations.
+//! Rows are processed in parallel in chunks of a fixed number of rows and partial sums are added
+//! in chunk order, so results do not depend on the thread count. LayerNorm and softmax without
+//! autodiff are burn's own (already fused) operations; Linear uses its kernel in inference too.
+//! Off the host all three are burn's operations.
 
 use super::fused::{exp_f32, is_host, lanes_max, lanes_sum};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -37,14 +40,7 @@ type Ad = Autodiff<Flex>;
 const ROWS_PER_TASK: usize = 64;
 
 fn values(t: &FlexTensor) -> Vec<f32> {
-    match t.as_slice::<f32>() {
-        Some(s) => s.to_vec(),
-        None => t
-            .to_contiguous()
-            .as_slice::<f32>()
-            .expect("contiguous f32 tensor")
-            .to_vec(),
-    }
+    with_slice(t, <[f32]>::to_vec)
 }
 
 fn with_slice<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
@@ -209,7 +205,7 @@ pub fn layer_norm<const D: usize>(
     beta: Tensor<1>,
     eps: f64,
 ) -> Tensor<D> {
-    if !fused_applies(&x) {
+    if !fused_applies(&x) || x.shape().num_elements() == 0 {
         return burn_layer_norm(x, gamma, Some(beta), eps);
     }
     let shape = Shape::from(x.dims());
@@ -318,7 +314,7 @@ impl Backward<Flex, 1> for SoftmaxBackward {
 
 /// Softmax along the last axis.
 pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if !fused_applies(&x) {
+    if !fused_applies(&x) || x.shape().num_elements() == 0 {
         return burn_softmax(x, D - 1);
     }
     let shape = Shape::from(x.dims());
@@ -539,7 +535,7 @@ impl Backward<Flex, 3> for LinearBackward {
 /// holds the bias, with a backward of two products and a column sum. burn's own matmul fills its
 /// output with zeros and then copies it to re-align it, and adds the bias in a separate pass.
 pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<D> {
-    if !is_host(&x.device()) {
+    if !is_host(&x.device()) || x.shape().num_elements() == 0 {
         return layer.forward(x);
     }
     let dims = x.dims();
