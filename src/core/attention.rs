@@ -76,13 +76,16 @@ impl MultiHeadAttention {
         let h = self.heads;
         let dh = d / h;
         let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
-        let q = split(linear(&self.query, queries), lq);
+        // The 1/sqrt(dh) scale goes on the queries ([B, Lq, D]) rather than on the scores
+        // ([B, H, Lq, Lk], larger whenever Lk > dh): the same product, one smaller pass.
+        let q = split(
+            linear(&self.query, queries).mul_scalar(1.0 / (dh as f64).sqrt()),
+            lq,
+        );
         let k = split(linear(&self.key, context.clone()), lk);
         let v = split(linear(&self.value, context), lk);
 
-        let mut scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mul_scalar(1.0 / (dh as f64).sqrt());
+        let mut scores = q.matmul(k.swap_dims(2, 3));
         if let Some(pad) = key_padding {
             // An additive bias broadcast over heads and queries: cheaper than expanding a mask.
             let bias = pad.float().mul_scalar(MASKED_SCORE).reshape([b, 1, 1, lk]);
