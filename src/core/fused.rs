@@ -16,6 +16,7 @@
 //! On other devices (wgpu, CUDA) the functions fall back to burn's own operations, so model code
 //! stays backend-generic.
 
+use burn::backend::{Autodiff, Flex};
 use burn::tensor::activation::{gelu as burn_gelu, log_softmax};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
@@ -175,19 +176,36 @@ pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
         return burn_gelu(x);
     }
     let dims = x.dims();
-    let mut values = host_values(&x);
     if !device.is_autodiff() {
+        // In place when this is the buffer's only owner (the usual case: a Linear's fresh output).
+        let mut t = x
+            .try_into_primitive::<Flex>()
+            .expect("a tensor on the host backend");
+        let n = t.layout().num_elements();
+        let whole =
+            t.layout().contiguous_offsets() == Some((0, n)) && t.storage::<f32>().len() == n;
+        if let Some(v) = whole.then(|| t.try_storage_mut::<f32>()).flatten() {
+            v.par_chunks_mut(CHUNK).for_each(gelu_forward_chunk);
+            return Tensor::from_primitive::<Flex>(t);
+        }
+        let mut values = crate::core::fused_ops::host_values(&t);
         values.par_chunks_mut(CHUNK).for_each(gelu_forward_chunk);
         return Tensor::from_data(TensorData::new(values, dims), &device);
     }
-    let n = values.len();
+    let primitive = x
+        .clone()
+        .try_into_primitive::<Autodiff<Flex>>()
+        .expect("an autodiff tensor on the host backend");
+    let n = dims.iter().product::<usize>();
     let mut slope = vec![0f32; n];
     let mut offset = vec![0f32; n];
-    values
-        .par_chunks(CHUNK)
-        .zip(slope.par_chunks_mut(CHUNK))
-        .zip(offset.par_chunks_mut(CHUNK))
-        .for_each(|((x, d), c)| gelu_chunk(x, d, c));
+    crate::core::fused_ops::with_slice(primitive.primitive(), |values| {
+        values
+            .par_chunks(CHUNK)
+            .zip(slope.par_chunks_mut(CHUNK))
+            .zip(offset.par_chunks_mut(CHUNK))
+            .for_each(|((x, d), c)| gelu_chunk(x, d, c))
+    });
     let host = device.without_autodiff();
     let constant = |v: Vec<f32>| -> Tensor<D> {
         Tensor::from_inner(Tensor::from_data(TensorData::new(v, dims), &host))

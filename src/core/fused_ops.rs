@@ -39,11 +39,14 @@ type Ad = Autodiff<Flex>;
 /// Rows per parallel task (and per partial sum of the parameter gradients).
 const ROWS_PER_TASK: usize = 64;
 
-fn values(t: &FlexTensor) -> Vec<f32> {
+/// A copy of a host tensor's f32 values in row-major order.
+pub(crate) fn host_values(t: &FlexTensor) -> Vec<f32> {
     with_slice(t, <[f32]>::to_vec)
 }
 
-fn with_slice<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
+/// Runs `f` on a host tensor's f32 values in row-major order (copied only if the tensor is a
+/// strided view).
+pub(crate) fn with_slice<R>(t: &FlexTensor, f: impl FnOnce(&[f32]) -> R) -> R {
     match t.as_slice::<f32>() {
         Some(s) => f(s),
         None => f(t
@@ -212,8 +215,8 @@ pub fn layer_norm<const D: usize>(
     let x = into_ad(x);
     let gamma = into_ad(gamma);
     let beta = into_ad(beta);
-    let gamma_v = values(gamma.primitive());
-    let beta_v = values(beta.primitive());
+    let gamma_v = host_values(gamma.primitive());
+    let beta_v = host_values(beta.primitive());
     let d = gamma_v.len();
     let n = shape.num_elements();
     let rows = n / d.max(1);
