@@ -17,9 +17,10 @@
 //! - Linear `y = x W + b`: `dx = dy W^T`, `dW = x^T dy`, `db = sum over rows of dy`.
 //!
 //! Rows are processed in parallel in chunks of a fixed number of rows and partial sums are added
-//! in chunk order, so results do not depend on the thread count. LayerNorm and softmax without
-//! autodiff are burn's own (already fused) operations; Linear uses its kernel in inference too.
-//! Off the host all three are burn's operations.
+//! in chunk order, so results do not depend on the thread count. LayerNorm without autodiff is
+//! burn's own (already fused) operation; softmax and Linear use their kernels in inference too
+//! (softmax: one pass with the vectorised `exp` of [`super::fused`]). Off the host all three are
+//! burn's operations.
 
 use super::fused::{exp_f32, is_host, lanes_max, lanes_sum};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -317,20 +318,27 @@ impl Backward<Flex, 1> for SoftmaxBackward {
 
 /// Softmax along the last axis.
 pub fn softmax<const D: usize>(x: Tensor<D>) -> Tensor<D> {
-    if !fused_applies(&x) || x.shape().num_elements() == 0 {
+    if !is_host(&x.device()) || x.shape().num_elements() == 0 {
         return burn_softmax(x, D - 1);
     }
     let shape = Shape::from(x.dims());
     let width = shape[D - 1];
-    let x = into_ad(x);
-    let mut p = vec![0f32; shape.num_elements()];
-    with_slice(x.primitive(), |xs| {
+    let rows = |xs: &[f32]| -> Vec<f32> {
+        let mut p = vec![0f32; xs.len()];
         let task = ROWS_PER_TASK * width;
         xs.par_chunks(task)
             .zip(p.par_chunks_mut(task))
             .for_each(|(xs, p)| softmax_rows(xs, width, p));
-    });
-    let probs = flex(p, shape);
+        p
+    };
+    if !x.device().is_autodiff() {
+        let x = x
+            .try_into_primitive::<Flex>()
+            .expect("a tensor on the host backend");
+        return Tensor::from_primitive::<Flex>(flex(with_slice(&x, rows), shape));
+    }
+    let x = into_ad(x);
+    let probs = flex(with_slice(x.primitive(), rows), shape);
     let out = match SoftmaxBackward
         .prepare::<NoCheckpointing>([x.node()])
         .compute_bound()
