@@ -16,6 +16,7 @@ mod vit;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -66,12 +67,46 @@ pub struct Common {
 fn config_or_default<T: serde::de::DeserializeOwned + Default>(
     path: Option<&std::path::Path>,
 ) -> Result<T> {
+    Ok(config_and_keys(path)?.0)
+}
+
+/// [`config_or_default`], and the top-level table of the file (empty without one), so that a
+/// caller can tell the settings the file gave from the defaults.
+fn config_and_keys<T: serde::de::DeserializeOwned + Default>(
+    path: Option<&std::path::Path>,
+) -> Result<(T, toml::Table)> {
     let Some(p) = path else {
-        return Ok(T::default());
+        return Ok((T::default(), toml::Table::new()));
     };
     let text =
         std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))
+    // Parsed straight into `T` (not through the table) so that errors keep their line and column.
+    let cfg = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    let table = toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+    Ok((cfg, table))
+}
+
+/// Flags shared by the trainers whose settings come from a TOML file (`text train`,
+/// `vit train`).
+#[derive(Args, Debug)]
+pub struct TrainFlags {
+    /// TOML with training settings (seed, epochs, lr, ...); flags override it.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Continue from the run directory's checkpoint (same data and settings).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many epochs in total, leaving a resumable checkpoint.
+    #[arg(long)]
+    pub stop_after_epochs: Option<usize>,
 }
 
 pub fn run(cli: Cli) -> Result<()> {

@@ -129,29 +129,15 @@ pub struct TrainArgs {
     /// Model size from scratch: tiny (2 layers, 64 wide), minilm-l6, base.
     #[arg(long, default_value = "tiny")]
     pub preset: String,
-    /// TOML with MLM training settings (seed, mask_prob, lr, ...); flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
     /// Lines held out from the end of the corpus for masked-token accuracy.
     #[arg(long)]
     pub valid_lines: Option<usize>,
     /// Cut longer lines to this many tokens [default: 128].
     #[arg(long, default_value_t = 128)]
     pub max_len: usize,
-    /// Continue from the run directory's checkpoint (same corpus and settings).
-    #[arg(long)]
-    pub resume: bool,
-    /// Stop after this many epochs in total, leaving a resumable checkpoint.
-    #[arg(long)]
-    pub stop_after_epochs: Option<usize>,
+    /// Settings (`--config` TOML: seed, mask_prob, lr, ...) and resuming.
+    #[command(flatten)]
+    pub run: super::TrainFlags,
     #[command(flatten)]
     pub common: Common,
 }
@@ -394,11 +380,11 @@ fn cmd_vocab(a: VocabArgs) -> Result<()> {
 fn cmd_train(a: TrainArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut cfg: MlmConfig = super::config_or_default(a.config.as_deref())?;
-    set_if_some!(cfg.seed, a.seed);
-    set_if_some!(cfg.epochs, a.epochs);
-    set_if_some!(cfg.lr, a.lr);
-    set_if_some!(cfg.batch_size, a.batch_size);
+    let mut cfg: MlmConfig = super::config_or_default(a.run.config.as_deref())?;
+    set_if_some!(cfg.seed, a.run.seed);
+    set_if_some!(cfg.epochs, a.run.epochs);
+    set_if_some!(cfg.lr, a.run.lr);
+    set_if_some!(cfg.batch_size, a.run.batch_size);
     set_if_some!(cfg.valid_lines, a.valid_lines);
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
     let (model, bert_cfg, tok) = match (&a.model, &a.vocab) {
@@ -444,8 +430,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         &device,
         &MlmRunOptions {
             quiet: a.common.json,
-            resume: a.resume,
-            stop_after_epochs: a.stop_after_epochs,
+            resume: a.run.resume,
+            stop_after_epochs: a.run.stop_after_epochs,
         },
     )?;
     if a.common.json {

@@ -106,21 +106,8 @@ pub struct TrainArgs {
     /// Attention heads of the model from scratch (overrides the preset's).
     #[arg(long)]
     pub heads: Option<usize>,
-    /// TOML with training settings (seed, epochs, lr, ...); flags override it.
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub seed: Option<u64>,
-    #[arg(long)]
-    pub epochs: Option<usize>,
-    #[arg(long)]
-    pub lr: Option<f64>,
-    #[arg(long)]
-    pub batch_size: Option<usize>,
-    #[arg(long)]
-    pub resume: bool,
-    #[arg(long)]
-    pub stop_after_epochs: Option<usize>,
+    #[command(flatten)]
+    pub run: super::TrainFlags,
     #[command(flatten)]
     pub common: Common,
 }
@@ -296,11 +283,12 @@ fn data_sets(a: &TrainArgs, seed: u64) -> Result<(ImageSet, ImageSet, serde_json
 fn cmd_train(a: TrainArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut cfg: VitTrainConfig = super::config_or_default(a.config.as_deref())?;
-    set_if_some!(cfg.seed, a.seed);
-    set_if_some!(cfg.epochs, a.epochs);
-    set_if_some!(cfg.lr, a.lr);
-    set_if_some!(cfg.batch_size, a.batch_size);
+    let (mut cfg, file_keys): (VitTrainConfig, _) =
+        super::config_and_keys(a.run.config.as_deref())?;
+    set_if_some!(cfg.seed, a.run.seed);
+    set_if_some!(cfg.epochs, a.run.epochs);
+    set_if_some!(cfg.lr, a.run.lr);
+    set_if_some!(cfg.batch_size, a.run.batch_size);
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
     let (mut train, mut test, split) = data_sets(&a, cfg.seed)?;
     let (model, model_cfg) = match &a.model {
@@ -312,7 +300,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             }
             // The backbone learnt features of inputs normalised its own way: keep feeding it
             // those, unless the config file says otherwise.
-            if !config_sets(a.config.as_deref(), &["mean", "std"])? {
+            if !file_keys.contains_key("mean") && !file_keys.contains_key("std") {
                 (cfg.mean, cfg.std) = normalisation(dir, mc.num_channels)?;
             }
             mc.num_labels = 0;
@@ -372,8 +360,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         &device,
         &VitRunOptions {
             quiet: a.common.json,
-            resume: a.resume,
-            stop_after_epochs: a.stop_after_epochs,
+            resume: a.run.resume,
+            stop_after_epochs: a.run.stop_after_epochs,
         },
     )?;
     if a.common.json {
@@ -458,18 +446,6 @@ fn input_size(dir: &std::path::Path, mc: &VitConfig) -> Result<usize> {
         ),
         _ => Ok(mc.image_size),
     }
-}
-
-/// Whether the TOML file at `path` sets any of `keys` at its top level.
-fn config_sets(path: Option<&std::path::Path>, keys: &[&str]) -> Result<bool> {
-    let Some(path) = path else {
-        return Ok(false);
-    };
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{}: not TOML", path.display()))?;
-    Ok(keys.iter().any(|k| table.contains_key(*k)))
 }
 
 /// Per-channel mean and std for a model directory: `image_mean`/`image_std` from its
