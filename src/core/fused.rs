@@ -164,13 +164,6 @@ simd_dispatch!(cross_entropy_rows(rows: &mut [f32], width: usize, targets: &[u32
     total
 });
 
-fn host_values<const D: usize>(x: &Tensor<D>) -> Vec<f32> {
-    x.clone()
-        .into_data()
-        .try_into_vec::<f32>()
-        .expect("fused kernels take f32 tensors")
-}
-
 /// Exact (erf) GELU. On the host: one fused pass; under autodiff its gradient is the
 /// derivative computed in the same pass.
 pub fn gelu<const D: usize>(x: Tensor<D>) -> Tensor<D> {
@@ -242,7 +235,11 @@ pub fn cross_entropy_smoothed(logits: Tensor<2>, targets: &[u32], smoothing: f64
         }
         return nll.mul_scalar(1.0 - smoothing) - logp.mean().mul_scalar(smoothing);
     }
-    let mut grad = host_values(&logits);
+    let mut grad: Vec<f32> = logits
+        .clone()
+        .into_data()
+        .try_into_vec()
+        .expect("fused kernels take f32 tensors");
     let rows_per_task = (CHUNK / width).max(1);
     // Per-task sums added in order: the same total whatever the scheduling.
     let partial: Vec<f64> = grad

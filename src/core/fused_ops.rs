@@ -473,6 +473,23 @@ fn linear_forward(
     y
 }
 
+/// [`linear_forward`] on host tensors.
+fn linear_tensors(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: Option<&FlexTensor>,
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
+    with_slice(x, |xs| {
+        with_slice(w, |ws| match b {
+            Some(b) => with_slice(b, |bs| linear_forward(xs, ws, Some(bs), m, k, n)),
+            None => linear_forward(xs, ws, None, m, k, n),
+        })
+    })
+}
+
 #[derive(Debug, Clone)]
 struct LinearState {
     x: FlexTensor,
@@ -570,12 +587,7 @@ pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<
         let xv = x.try_into_primitive::<Flex>().expect("a host tensor");
         let wv = w.try_into_primitive::<Flex>().expect("a host tensor");
         let bv = b.map(|b| b.try_into_primitive::<Flex>().expect("a host tensor"));
-        let y = with_slice(&xv, |xs| {
-            with_slice(&wv, |ws| match &bv {
-                Some(bv) => with_slice(bv, |bs| linear_forward(xs, ws, Some(bs), m, k, n)),
-                None => linear_forward(xs, ws, None, m, k, n),
-            })
-        });
+        let y = linear_tensors(&xv, &wv, bv.as_ref(), m, k, n);
         return Tensor::from_primitive::<Flex>(flex(y, out_shape));
     }
     let x_shape = Shape::from(dims);
@@ -584,14 +596,7 @@ pub fn linear<const D: usize>(layer: &burn::nn::Linear, x: Tensor<D>) -> Tensor<
     let b = b.map(into_ad);
     let xc = contiguous(x.primitive());
     let wc = contiguous(w.primitive());
-    let y = with_slice(&xc, |xs| {
-        with_slice(&wc, |ws| match &b {
-            Some(b) => with_slice(b.primitive(), |bs| {
-                linear_forward(xs, ws, Some(bs), m, k, n)
-            }),
-            None => linear_forward(xs, ws, None, m, k, n),
-        })
-    });
+    let y = linear_tensors(&xc, &wc, b.as_ref().map(|b| b.primitive()), m, k, n);
     let out = flex(y, out_shape);
     let state = LinearState {
         x: xc,
