@@ -368,7 +368,7 @@ fn killed_training_resumes_to_the_uninterrupted_result() {
         c
     };
     let full = d.path().join("full");
-    assert!(args(&full).output().unwrap().status.success());
+    crate::common::assert_success(&args(&full).output().unwrap());
 
     // Start again, kill -9 once two epochs are logged, then resume.
     let killed = d.path().join("killed");
@@ -396,11 +396,7 @@ fn killed_training_resumes_to_the_uninterrupted_result() {
     let mut resume = args(&killed);
     resume.arg("--resume");
     let out = resume.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
 
     let (a, _) = load_safetensors(&full.join(CHECKPOINT)).unwrap();
     let (b, mb) = load_safetensors(&killed.join(CHECKPOINT)).unwrap();
@@ -476,11 +472,7 @@ fn cli_trains_evaluates_and_recommends() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["train"]["epochs_run"], 2);
     let saved = std::fs::read_to_string(run.join("config.toml")).unwrap();
@@ -498,11 +490,7 @@ fn cli_trains_evaluates_and_recommends() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for k in [
         "HR@1", "HR@5", "HR@10", "HR@20", "NDCG@5", "NDCG@10", "NDCG@20", "MRR",
@@ -534,11 +522,7 @@ fn cli_trains_evaluates_and_recommends() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 5);
@@ -569,6 +553,6 @@ fn cli_trains_evaluates_and_recommends() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(out.status.success());
+    crate::common::assert_success(&out);
     assert_eq!(std::fs::read_to_string(&jsonl).unwrap().lines().count(), 2);
 }

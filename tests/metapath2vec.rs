@@ -403,11 +403,7 @@ fn cli_walks_trains_evaluates_and_finds_neighbours() {
         .arg(&emb)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(v["train"]["words_per_second"].as_f64().unwrap() > 0.0);
     let text = std::fs::read_to_string(&emb).unwrap();
@@ -441,11 +437,7 @@ fn cli_walks_trains_evaluates_and_finds_neighbours() {
         .arg(&lf)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["classification"].as_array().unwrap().len(), 10);
     assert!(v["nmi"].as_f64().unwrap() >= 0.0);
@@ -463,11 +455,7 @@ fn cli_walks_trains_evaluates_and_finds_neighbours() {
         .arg(&emb)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 3);
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args([
@@ -503,11 +491,7 @@ fn cli_walks_trains_evaluates_and_finds_neighbours() {
         .arg(&walks)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(["metapath2vec", "train", "--dim", "8", "--walks"])
         .arg(&walks)
@@ -515,11 +499,7 @@ fn cli_walks_trains_evaluates_and_finds_neighbours() {
         .arg(&st)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let loaded = tessera::metapath2vec::io::load(&st).unwrap();
     assert_eq!(loaded.dim, 8);
     let _ = GraphBuilder::default();

@@ -302,11 +302,7 @@ fn cli_embeds_trains_a_vocabulary_and_fills_masks() {
         .arg(&vocab)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     assert!(vocab.join("vocab.txt").exists() && vocab.join("tokenizer.json").exists());
     let run = d.path().join("run");
     let out = Command::new(bin)
@@ -327,11 +323,7 @@ fn cli_embeds_trains_a_vocabulary_and_fills_masks() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let out = Command::new(bin)
         .args([
             "text",
@@ -344,11 +336,7 @@ fn cli_embeds_trains_a_vocabulary_and_fills_masks() {
         .arg(&run)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let v: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["masks"][0].as_array().unwrap().len(), 5);
 
@@ -364,11 +352,7 @@ fn cli_embeds_trains_a_vocabulary_and_fills_masks() {
         .arg(&emb)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::assert_success(&out);
     let (t, _) = tessera::core::checkpoint::load_safetensors(&emb).unwrap();
     assert_eq!(t["embeddings"].shape().to_vec(), vec![2, 64]);
     let out = Command::new(bin)

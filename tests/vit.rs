@@ -401,11 +401,7 @@ mod data_and_training {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        crate::common::assert_success(&run);
         let (t, _) = tessera::core::checkpoint::load_safetensors(&out).unwrap();
         assert_eq!(t["last_hidden_state"].shape().to_vec(), vec![2, 17, 32]);
         assert_eq!(t["pooler_output"].shape().to_vec(), vec![2, 32]);
@@ -485,11 +481,7 @@ mod data_and_training {
             .arg(&out)
             .output()
             .unwrap();
-        assert!(
-            run.status.success(),
-            "{}",
-            String::from_utf8_lossy(&run.stderr)
-        );
+        crate::common::assert_success(&run);
         let (t, _) = tessera::core::checkpoint::load_safetensors(&out).unwrap();
         assert_eq!(t["last_hidden_state"].shape().to_vec(), vec![2, 17, 32]);
         let v: Vec<f32> = t["pooler_output"].clone().try_to_vec().unwrap();
@@ -520,11 +512,7 @@ mod data_and_training {
             .arg(&run_dir)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::assert_success(&out);
         let png = d.path().join("confusion.png");
         let out = std::process::Command::new(bin)
             .args(["vit", "eval", "--json", "--run-dir"])
@@ -533,11 +521,7 @@ mod data_and_training {
             .arg(&png)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::assert_success(&out);
         let m: Value = serde_json::from_slice(&out.stdout).unwrap();
         // The held-out 10% of 1,797 digits, rounded per class (class 8 has 174 images: 17;
         // every other class 18): 179 images.
@@ -603,11 +587,7 @@ mod data_and_training {
                 cmd.arg("--config").arg(c);
             }
             let out = cmd.output().unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::common::assert_success(&out);
             let toml: toml::Table =
                 toml::from_str(&std::fs::read_to_string(run.join("train.toml")).unwrap()).unwrap();
             let pre: Value = serde_json::from_str(
@@ -638,11 +618,7 @@ mod data_and_training {
             .arg(&feats)
             .output()
             .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::common::assert_success(&out);
         let (t, _) = tessera::core::checkpoint::load_safetensors(&feats).unwrap();
         // 16 / 8 = 2x2 patches plus the class token.
         assert_eq!(t["last_hidden_state"].shape().to_vec(), vec![1, 5, 32]);
@@ -703,11 +679,7 @@ mod data_and_training {
                 .arg(&run_dir)
                 .output()
                 .unwrap();
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            crate::common::assert_success(&out);
             std::fs::read(run_dir.join("model.safetensors")).unwrap()
         };
         // Every fused kernel splits its work in fixed chunks and adds partial sums in order, and
