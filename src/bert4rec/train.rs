@@ -202,8 +202,7 @@ pub fn train(
             ckpt.path.display()
         );
         model = load_named(model, &ckpt.tensors, &renames, device, &ckpt.path)?;
-        start_epoch = ckpt.get("epoch")?.parse::<usize>()? + 1;
-        step = ckpt.get("step")?.parse()?;
+        (start_epoch, step) = ckpt.next_epoch_and_step()?;
         best = (
             ckpt.get("best_epoch")?.parse()?,
             ckpt.get("best_ndcg10")?.parse()?,

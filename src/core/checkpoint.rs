@@ -260,6 +260,56 @@ impl TrainingCheckpoint {
             .cloned()
             .with_context(|| format!("{}: metadata lacks `{key}`", self.path.display()))
     }
+
+    /// The epoch to continue with and the optimiser step reached (metadata `epoch`, `step`).
+    pub fn next_epoch_and_step(&self) -> Result<(usize, u64)> {
+        Ok((
+            self.get("epoch")?.parse::<usize>()? + 1,
+            self.get("step")?.parse()?,
+        ))
+    }
+
+    /// Fails unless the training settings stored under `key` (TOML) equal `settings`: a run
+    /// resumes only with the settings it was started with.
+    pub fn ensure_same_settings<C: serde::de::DeserializeOwned + PartialEq>(
+        &self,
+        key: &str,
+        settings: &C,
+    ) -> Result<()> {
+        let saved: C = toml::from_str(&self.get(key)?)?;
+        anyhow::ensure!(
+            &saved == settings,
+            "cannot resume {}: its training configuration differs from the one given",
+            self.path.display()
+        );
+        Ok(())
+    }
+
+    /// Takes the model's tensors out, with a leading `prefix` (a head model's wrapper such as
+    /// `bert.` or `vit.`) removed from their names.
+    pub fn take_model_tensors(&mut self, prefix: &str) -> BTreeMap<String, TensorData> {
+        std::mem::take(&mut self.tensors)
+            .into_iter()
+            .map(|(k, v)| (k.strip_prefix(prefix).unwrap_or(&k).to_string(), v))
+            .collect()
+    }
+}
+
+/// Metadata of a training checkpoint: its `format`, the training settings as TOML under
+/// `settings_key`, and the epoch and optimiser step reached.
+pub fn training_meta<C: serde::Serialize>(
+    format: &str,
+    settings_key: &str,
+    settings: &C,
+    epoch: usize,
+    step: u64,
+) -> Result<HashMap<String, String>> {
+    Ok(HashMap::from([
+        ("format".to_string(), format.to_string()),
+        (settings_key.to_string(), toml::to_string(settings)?),
+        ("epoch".to_string(), epoch.to_string()),
+        ("step".to_string(), step.to_string()),
+    ]))
 }
 
 /// Read a checkpoint written by [`save_training_checkpoint`] and restore `adam` from it.

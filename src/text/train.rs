@@ -10,7 +10,8 @@ use super::config::BertConfig;
 use super::model::{hf_renames, Bert, TokenBatch};
 use super::tokenize::{Encoded, TextTokenizer};
 use crate::core::checkpoint::{
-    load_named, load_training_checkpoint, named_tensors, save_safetensors, save_training_checkpoint,
+    load_named, load_training_checkpoint, named_tensors, save_safetensors,
+    save_training_checkpoint, training_meta,
 };
 use crate::core::dropout::dropout_stream;
 use crate::core::masking::{ClozeMasker, MaskStyle, Masked};
@@ -214,19 +215,10 @@ pub fn train_mlm(
     let mut step = 0u64;
     if opts.resume {
         let mut ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
-        let saved: MlmConfig = toml::from_str(&ckpt.get("mlm_config")?)?;
-        ensure!(
-            &saved == cfg,
-            "cannot resume {}: its training configuration differs from the one given",
-            ckpt.path.display()
-        );
-        let tensors: BTreeMap<String, TensorData> = std::mem::take(&mut ckpt.tensors)
-            .into_iter()
-            .map(|(k, v)| (k.strip_prefix("bert.").unwrap_or(&k).to_string(), v))
-            .collect();
+        ckpt.ensure_same_settings("mlm_config", cfg)?;
+        let tensors = ckpt.take_model_tensors("bert.");
         model = load_named(model, &tensors, &hf_renames(), device, &ckpt.path)?;
-        start_epoch = ckpt.get("epoch")?.parse::<usize>()? + 1;
-        step = ckpt.get("step")?.parse()?;
+        (start_epoch, step) = ckpt.next_epoch_and_step()?;
     }
     let mut model = trainable(model);
     let masker = masker(tok, cfg)?;
@@ -311,11 +303,7 @@ pub fn train_mlm(
         }
         save_model_dir(&model.valid(), bert_cfg, tok, &run.path)?;
         // Weights and optimiser state after every epoch, so that training can resume exactly.
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), "tessera-mlm".to_string());
-        meta.insert("mlm_config".to_string(), toml::to_string(cfg)?);
-        meta.insert("epoch".to_string(), epoch.to_string());
-        meta.insert("step".to_string(), step.to_string());
+        let meta = training_meta("tessera-mlm", "mlm_config", cfg, epoch, step)?;
         save_training_checkpoint(&run.file(CHECKPOINT), hf_named(&model.valid()), &adam, meta)?;
         records.push(record);
         if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {

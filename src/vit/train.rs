@@ -6,7 +6,8 @@ use super::config::VitConfig;
 use super::data::{random_shift, ImageSet};
 use super::model::{hf_renames, Vit};
 use crate::core::checkpoint::{
-    load_named, load_training_checkpoint, named_tensors, save_safetensors, save_training_checkpoint,
+    load_named, load_training_checkpoint, named_tensors, save_safetensors,
+    save_training_checkpoint, training_meta,
 };
 use crate::core::dropout::dropout_stream;
 use crate::core::fused::cross_entropy_smoothed;
@@ -275,19 +276,10 @@ pub fn train_vit(
     let (mut start_epoch, mut step) = (1usize, 0u64);
     if opts.resume {
         let mut ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
-        let saved: VitTrainConfig = toml::from_str(&ckpt.get("train_config")?)?;
-        ensure!(
-            &saved == cfg,
-            "cannot resume {}: its training configuration differs from the one given",
-            ckpt.path.display()
-        );
-        let tensors: BTreeMap<String, TensorData> = std::mem::take(&mut ckpt.tensors)
-            .into_iter()
-            .map(|(k, v)| (k.strip_prefix("vit.").unwrap_or(&k).to_string(), v))
-            .collect();
+        ckpt.ensure_same_settings("train_config", cfg)?;
+        let tensors = ckpt.take_model_tensors("vit.");
         model = load_named(model, &tensors, &renames, device, &ckpt.path)?;
-        start_epoch = ckpt.get("epoch")?.parse::<usize>()? + 1;
-        step = ckpt.get("step")?.parse()?;
+        (start_epoch, step) = ckpt.next_epoch_and_step()?;
     }
     let mut model = trainable(model);
     let mut records = Vec::new();
@@ -350,11 +342,7 @@ pub fn train_vit(
             );
         }
         save_model_dir(&plain, model_cfg, cfg, (train.height, train.width), run)?;
-        let mut meta = HashMap::new();
-        meta.insert("format".to_string(), "tessera-vit".to_string());
-        meta.insert("train_config".to_string(), toml::to_string(cfg)?);
-        meta.insert("epoch".to_string(), epoch.to_string());
-        meta.insert("step".to_string(), step.to_string());
+        let meta = training_meta("tessera-vit", "train_config", cfg, epoch, step)?;
         save_training_checkpoint(
             &run.file(CHECKPOINT),
             hf_named(&plain, model_cfg),
