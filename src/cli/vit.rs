@@ -160,14 +160,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     use tessera::core::parallel::{data_parallel_grads, trainable};
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut mc = VitConfig::preset(&a.preset)?;
-    set_if_some!(mc.hidden_size, a.hidden);
-    set_if_some!(mc.num_hidden_layers, a.layers);
-    set_if_some!(mc.num_attention_heads, a.heads);
+    let mut mc = sized_preset(&a.preset, a.hidden, a.layers, a.heads)?;
     set_if_some!(mc.patch_size, a.patch);
-    if a.hidden.is_some() {
-        mc.intermediate_size = Some(4 * mc.hidden_size);
-    }
     mc.image_size = a.image;
     mc.num_channels = 3;
     mc.num_labels = 10;
@@ -258,6 +252,24 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// A preset architecture with the width, depth and heads given on the command line (a new width
+/// brings the usual 4x MLP with it).
+fn sized_preset(
+    preset: &str,
+    hidden: Option<usize>,
+    layers: Option<usize>,
+    heads: Option<usize>,
+) -> Result<VitConfig> {
+    let mut mc = VitConfig::preset(preset)?;
+    set_if_some!(mc.hidden_size, hidden);
+    set_if_some!(mc.num_hidden_layers, layers);
+    set_if_some!(mc.num_attention_heads, heads);
+    if hidden.is_some() {
+        mc.intermediate_size = Some(4 * mc.hidden_size);
+    }
+    Ok(mc)
+}
+
 /// Train and test sets, and the split recorded for `eval`.
 fn data_sets(a: &TrainArgs, seed: u64) -> Result<(ImageSet, ImageSet, serde_json::Value)> {
     let all = read_images(&a.data, false)?;
@@ -314,13 +326,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             (m, mc)
         }
         None => {
-            let mut mc = VitConfig::preset(&a.preset)?;
-            set_if_some!(mc.hidden_size, a.hidden);
-            set_if_some!(mc.num_hidden_layers, a.layers);
-            set_if_some!(mc.num_attention_heads, a.heads);
-            if a.hidden.is_some() {
-                mc.intermediate_size = Some(4 * mc.hidden_size);
-            }
+            let mut mc = sized_preset(&a.preset, a.hidden, a.layers, a.heads)?;
             mc.image_size = train.height;
             mc.num_channels = train.channels;
             mc.num_labels = train.classes;
