@@ -295,6 +295,26 @@ impl TrainingCheckpoint {
     }
 }
 
+/// Names in a Hugging Face head model's layout: `prefix` (the wrapped base model, e.g. `bert.`)
+/// before every name except the head's, which start with `head` (e.g. `cls.`). The inverse of
+/// [`TrainingCheckpoint::take_model_tensors`].
+pub fn with_base_prefix(
+    tensors: Vec<(String, TensorData)>,
+    prefix: &str,
+    head: &str,
+) -> Vec<(String, TensorData)> {
+    tensors
+        .into_iter()
+        .map(|(k, v)| {
+            if k.starts_with(head) {
+                (k, v)
+            } else {
+                (format!("{prefix}{k}"), v)
+            }
+        })
+        .collect()
+}
+
 /// Metadata of a training checkpoint: its `format`, the training settings as TOML under
 /// `settings_key`, and the epoch and optimiser step reached.
 pub fn training_meta<C: serde::Serialize>(

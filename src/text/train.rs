@@ -11,7 +11,7 @@ use super::model::{hf_renames, Bert, TokenBatch};
 use super::tokenize::{Encoded, TextTokenizer};
 use crate::core::checkpoint::{
     load_named, load_training_checkpoint, named_tensors, save_safetensors,
-    save_training_checkpoint, training_meta,
+    save_training_checkpoint, training_meta, with_base_prefix,
 };
 use crate::core::dropout::dropout_stream;
 use crate::core::masking::{ClozeMasker, MaskStyle, Masked};
@@ -301,10 +301,11 @@ pub fn train_mlm(
                 record.seconds
             );
         }
-        save_model_dir(&model.valid(), bert_cfg, tok, &run.path)?;
+        let plain = model.valid();
+        save_model_dir(&plain, bert_cfg, tok, &run.path)?;
         // Weights and optimiser state after every epoch, so that training can resume exactly.
         let meta = training_meta("tessera-mlm", "mlm_config", cfg, epoch, step)?;
-        save_training_checkpoint(&run.file(CHECKPOINT), hf_named(&model.valid()), &adam, meta)?;
+        save_training_checkpoint(&run.file(CHECKPOINT), hf_named(&plain), &adam, meta)?;
         records.push(record);
         if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
             break;
@@ -315,17 +316,7 @@ pub fn train_mlm(
 
 /// The model's tensors under `BertForMaskedLM` names.
 fn hf_named(model: &Bert) -> Vec<(String, TensorData)> {
-    named_tensors(model, &hf_renames())
-        .into_iter()
-        .map(|(k, v)| {
-            let k = if k.starts_with("cls.") {
-                k
-            } else {
-                format!("bert.{k}")
-            };
-            (k, v)
-        })
-        .collect()
+    with_base_prefix(named_tensors(model, &hf_renames()), "bert.", "cls.")
 }
 
 /// Write a Hugging Face-style model directory: `config.json`, `model.safetensors`
@@ -337,17 +328,7 @@ pub fn save_model_dir(
     dir: &Path,
 ) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let tensors: Vec<_> = named_tensors(model, &hf_renames())
-        .into_iter()
-        .map(|(k, v)| {
-            let k = if k.starts_with("cls.") {
-                k
-            } else {
-                format!("bert.{k}")
-            };
-            (k, v)
-        })
-        .collect();
+    let tensors = hf_named(model);
     let mut meta = HashMap::new();
     meta.insert("format".to_string(), "pt".to_string());
     save_safetensors(&dir.join("model.safetensors"), &tensors, meta)?;

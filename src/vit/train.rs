@@ -7,7 +7,7 @@ use super::data::{random_shift, ImageSet};
 use super::model::{hf_renames, Vit};
 use crate::core::checkpoint::{
     load_named, load_training_checkpoint, named_tensors, save_safetensors,
-    save_training_checkpoint, training_meta,
+    save_training_checkpoint, training_meta, with_base_prefix,
 };
 use crate::core::dropout::dropout_stream;
 use crate::core::fused::cross_entropy_smoothed;
@@ -203,16 +203,11 @@ pub fn evaluate(
 
 /// The model's tensors under `ViTForImageClassification` names.
 fn hf_named(model: &Vit, cfg: &VitConfig) -> Vec<(String, TensorData)> {
-    named_tensors(model, &hf_renames(cfg.layout()))
-        .into_iter()
-        .map(|(k, v)| {
-            if k.starts_with("classifier.") {
-                (k, v)
-            } else {
-                (format!("vit.{k}"), v)
-            }
-        })
-        .collect()
+    with_base_prefix(
+        named_tensors(model, &hf_renames(cfg.layout())),
+        "vit.",
+        "classifier.",
+    )
 }
 
 /// Train on `train`, evaluating on `test` after every epoch; writes `metrics.jsonl`,
