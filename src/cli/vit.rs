@@ -501,20 +501,7 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
         }
         pixels.clone()
     } else {
-        let (mean, std) = normalisation(&a.model, mc.num_channels)?;
-        let size = input_size(&a.model, &mc)?;
-        let mut all = Vec::new();
-        for f in &a.input {
-            let (mut v, h, w) =
-                tessera::vit::data::load_image_file(f, Some(size), mc.num_channels)?;
-            for c in 0..mc.num_channels {
-                for x in &mut v[c * h * w..(c + 1) * h * w] {
-                    *x = (*x - mean[c]) / std[c];
-                }
-            }
-            all.extend(v);
-        }
-        burn::tensor::TensorData::new(all, [a.input.len(), mc.num_channels, size, size])
+        image_batch(&a.model, &mc, &a.input, false)?.pixels
     };
     let out = model.forward(burn::tensor::Tensor::from_data(pixels, &device))?;
     let dims = out.last_hidden_state.dims();
@@ -538,20 +525,27 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
     Ok(())
 }
 
-/// Images resized to the model's size and normalised, as [B, C, S, S], plus the raw [0, 1]
-/// pixels of each.
+/// Image files as the model in `dir` takes them.
+struct ImageBatch {
+    /// Resized to the model's input side and normalised, [B, C, S, S].
+    pixels: burn::tensor::TensorData,
+    /// The resized [0, 1] pixels of each image, when asked for (for overlays).
+    raw: Vec<Vec<f32>>,
+    side: usize,
+}
+
 fn image_batch(
     dir: &std::path::Path,
     mc: &VitConfig,
     files: &[PathBuf],
-) -> Result<(burn::tensor::TensorData, Vec<Vec<f32>>)> {
+    keep_raw: bool,
+) -> Result<ImageBatch> {
     let (mean, std) = normalisation(dir, mc.num_channels)?;
     let (s, c) = (input_size(dir, mc)?, mc.num_channels);
     let mut all = Vec::new();
     let mut raw = Vec::new();
     for f in files {
         let (v, _, _) = tessera::vit::data::load_image_file(f, Some(s), c)?;
-        raw.push(v.clone());
         for ch in 0..c {
             all.extend(
                 v[ch * s * s..(ch + 1) * s * s]
@@ -559,11 +553,15 @@ fn image_batch(
                     .map(|x| (x - mean[ch]) / std[ch]),
             );
         }
+        if keep_raw {
+            raw.push(v);
+        }
     }
-    Ok((
-        burn::tensor::TensorData::new(all, [files.len(), c, s, s]),
+    Ok(ImageBatch {
+        pixels: burn::tensor::TensorData::new(all, [files.len(), c, s, s]),
         raw,
-    ))
+        side: s,
+    })
 }
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {
@@ -591,9 +589,9 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             pairs.into_iter().map(|(_, v)| v).collect()
         })
         .unwrap_or_default();
-    let (pixels, raw) = image_batch(&a.model, &mc, &a.input)?;
+    let batch = image_batch(&a.model, &mc, &a.input, a.attention.is_some())?;
     let (out, probs, (gh, gw)) = model.forward_with_attention(
-        burn::tensor::Tensor::from_data(pixels, &device),
+        burn::tensor::Tensor::from_data(batch.pixels, &device),
         a.attention.is_some(),
     )?;
     if let Some(head) = &model.classifier {
@@ -643,8 +641,15 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
             .into_data()
             .try_to_vec()
             .map_err(|e| anyhow::anyhow!("{e:?}"))?;
-        let side = input_size(&a.model, &mc)?;
-        write_attention_overlay(path, &raw[0], mc.num_channels, side, &row, gh, gw)?;
+        write_attention_overlay(
+            path,
+            &batch.raw[0],
+            mc.num_channels,
+            batch.side,
+            &row,
+            gh,
+            gw,
+        )?;
         if !a.common.json {
             eprintln!(
                 "attention overlay ({gh}x{gw} patches, {heads} heads averaged) -> {}",
