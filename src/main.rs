@@ -19,6 +19,11 @@ fn main() {
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
+        if let Some(i) = e.downcast_ref::<tessera::core::trainer::Interrupted>() {
+            // The conventional status of a process stopped by SIGINT.
+            eprintln!("{i}");
+            std::process::exit(130);
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }

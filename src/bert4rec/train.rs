@@ -1,61 +1,38 @@
-//! Cloze training with early stopping on validation NDCG@10, checkpoints and exact resume.
+//! Cloze training with early stopping on validation NDCG@10, on the shared loop
+//! ([`crate::core::trainer`]): what is BERT4Rec's own is here (its training sequences, negatives,
+//! loss and validation metrics).
 
 use super::config::{Bert4RecConfig, LossKind, SampleMode};
 use super::data::{make_batch, split_leave_one_out, truncate_left, SequenceData};
 use super::eval::{evaluate, Split};
 use super::model::{checkpoint_renames, Bert4Rec};
 use crate::core::checkpoint::{
-    load_named, load_safetensors, load_training_checkpoint, named_tensors, save_safetensors,
-    save_training_checkpoint,
+    load_named, load_safetensors, named_tensors, save_safetensors, TrainingCheckpoint,
 };
-use crate::core::dropout::dropout_stream;
 use crate::core::masking::{mask_last, ClozeMasker, MaskStyle, Masked};
-use crate::core::optim::{Adam, AdamConfig, Schedule};
-use crate::core::parallel::data_parallel_grads;
-use crate::core::progress;
+use crate::core::optim::AdamConfig;
 use crate::core::resources::peak_rss_mib;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
+use crate::core::trainer::{self, Direction, LoopSettings, MicroStep, Selection, Task};
 use anyhow::Result;
-use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
+use std::collections::HashMap;
 
 const STREAM_MASK: u64 = 1;
 const STREAM_DROPOUT: u64 = 2;
 const STREAM_NEG: u64 = 3;
 const STREAM_INIT: u64 = 4;
 
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub use crate::core::trainer::{RunOptions, CHECKPOINT};
 pub const BEST_MODEL: &str = "model.safetensors";
 pub const CONFIG: &str = "config.toml";
 pub const ITEMS: &str = "items.txt";
-
-/// Options of one training invocation that are not part of the model's configuration.
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// Continue from the run directory's checkpoint.
-    pub resume: bool,
-    /// Stop (as if interrupted) after this many epochs in total; the checkpoint stays resumable.
-    pub stop_after_epochs: Option<usize>,
-    /// No progress bars or per-epoch lines.
-    pub quiet: bool,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct EpochRecord {
-    pub epoch: usize,
-    pub step: u64,
-    pub loss: f64,
-    pub lr: f64,
-    pub train_seconds: f64,
-    pub valid: BTreeMap<String, f64>,
-    pub best_epoch: usize,
-}
+/// The metric that picks the best epoch and drives early stopping.
+pub const SELECTION_METRIC: &str = "valid_NDCG@10";
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
@@ -150,14 +127,142 @@ pub fn steps_per_epoch(data: &SequenceData, cfg: &Bert4RecConfig) -> usize {
         .div_ceil(cfg.train.batch_size)
 }
 
-fn adam_for(cfg: &Bert4RecConfig) -> Adam {
-    let t = &cfg.train;
-    Adam::new(AdamConfig {
-        weight_decay: t.weight_decay,
-        bias_correction: t.adam_bias_correction,
-        clip_grad_norm: (t.clip_grad_norm > 0.0).then_some(t.clip_grad_norm),
-        ..AdamConfig::default()
-    })
+/// One optimiser step: masked sequences and, for the sampled softmax, the negatives they share.
+pub struct Bert4RecBatch {
+    samples: Vec<Masked>,
+    negatives: Option<Vec<i64>>,
+    targets: usize,
+}
+
+struct Bert4RecTask<'a> {
+    data: &'a SequenceData,
+    cfg: &'a Bert4RecConfig,
+    device: &'a Device,
+    ad: Device,
+}
+
+impl Task for Bert4RecTask<'_> {
+    type Model = Bert4Rec;
+    type Item = Masked;
+    type Batch = Bert4RecBatch;
+
+    fn format(&self) -> &'static str {
+        "tessera-bert4rec"
+    }
+
+    fn settings(&self) -> Result<toml::Table> {
+        let mut t = toml::Table::new();
+        t.insert("seed".into(), toml::Value::Integer(self.cfg.seed as i64));
+        t.insert("model".into(), toml::Value::try_from(&self.cfg.model)?);
+        t.insert("train".into(), toml::Value::try_from(&self.cfg.train)?);
+        Ok(t)
+    }
+
+    fn extendable(&self) -> &'static [&'static str] {
+        &["train.max_epochs", "train.patience"]
+    }
+
+    fn config_file(&self) -> Result<(&'static str, String)> {
+        Ok((CONFIG, self.cfg.to_toml()))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        steps_per_epoch(self.data, self.cfg)
+    }
+
+    fn batches(&self, epoch: usize) -> Vec<Bert4RecBatch> {
+        let t = &self.cfg.train;
+        let mut neg_rng = rng_for(self.cfg.seed, STREAM_NEG, epoch as u64);
+        let n = self.data.num_items();
+        epoch_samples(self.data, self.cfg, epoch)
+            .chunks(t.batch_size)
+            .map(|chunk| Bert4RecBatch {
+                samples: chunk.to_vec(),
+                negatives: (t.loss == LossKind::Sampled).then(|| {
+                    (0..t.sampled_negatives.min(n))
+                        .map(|_| neg_rng.random_range(1..=n as i64))
+                        .collect()
+                }),
+                targets: chunk.iter().map(|m| m.targets.len()).sum(),
+            })
+            .collect()
+    }
+
+    fn items<'b>(&self, batch: &'b Bert4RecBatch) -> &'b [Masked] {
+        &batch.samples
+    }
+
+    fn loss(&self, m: &Bert4Rec, batch: &Bert4RecBatch, sub: &[Masked], _: MicroStep) -> Tensor<1> {
+        let ad = &self.ad;
+        let inputs: Vec<&[u32]> = sub.iter().map(|m| m.input.as_slice()).collect();
+        let targets: Vec<&[(usize, u32)]> = sub.iter().map(|m| m.targets.as_slice()).collect();
+        let b = make_batch(&inputs, &targets);
+        let ids: Tensor<2, Int> = Tensor::from_data(TensorData::new(b.ids, [b.batch, b.len]), ad);
+        let pos = int1(b.positions, ad);
+        let n_targets = b.targets.len();
+        let loss = match &batch.negatives {
+            None => {
+                let items: Vec<u32> = b.targets.iter().map(|&t| t as u32).collect();
+                m.full_loss(ids, pos, &items)
+            }
+            Some(negs) => m.sampled_loss(ids, pos, int1(b.targets, ad), int1(negs.clone(), ad)),
+        };
+        // Each micro-batch's mean loss, weighted by its share of the batch's targets, sums to
+        // the batch's mean loss.
+        loss.mul_scalar(n_targets as f64 / batch.targets as f64)
+    }
+
+    fn evaluate(&self, model: &Bert4Rec) -> Result<Vec<(String, f64)>> {
+        let valid = evaluate(
+            model,
+            self.data,
+            self.cfg,
+            Split::Valid,
+            self.cfg.eval.filter_seen,
+            self.device,
+        )?;
+        let mut names: Vec<&String> = valid.metrics.keys().collect();
+        // Headline metrics first.
+        names.sort_by_key(|k| match k.as_str() {
+            "NDCG@10" => 0,
+            "HR@10" => 1,
+            "MRR" => 2,
+            _ => 3,
+        });
+        Ok(names
+            .into_iter()
+            .map(|k| (format!("valid_{k}"), valid.metrics[k]))
+            .collect())
+    }
+
+    fn save_model(&self, model: &Bert4Rec, run: &RunDir, epoch: usize) -> Result<()> {
+        save_safetensors(
+            &run.file(BEST_MODEL),
+            &named_tensors(model, &checkpoint_renames()),
+            model_metadata(self.cfg, self.data, epoch),
+        )
+    }
+
+    fn checkpoint_tensors(&self, model: &Bert4Rec) -> Vec<(String, TensorData)> {
+        named_tensors(model, &checkpoint_renames())
+    }
+
+    fn restore(&self, model: Bert4Rec, ckpt: &mut TrainingCheckpoint) -> Result<Bert4Rec> {
+        load_named(
+            model,
+            &ckpt.tensors,
+            &checkpoint_renames(),
+            self.device,
+            &ckpt.path,
+        )
+    }
+
+    fn checkpoint_meta(&self) -> Result<HashMap<String, String>> {
+        let mut m = HashMap::new();
+        m.insert("config".into(), self.cfg.to_toml());
+        m.insert("num_items".into(), self.data.num_items().to_string());
+        Ok(m)
+    }
 }
 
 /// Train on `data`, writing everything to `run`. Returns a summary.
@@ -169,204 +274,46 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
-    let started = Instant::now();
     let ad = device.clone().autodiff();
-    run.write_atomic(CONFIG, cfg.to_toml().as_bytes())?;
     run.write_atomic(ITEMS, (data.items.join("\n") + "\n").as_bytes())?;
-
     device.seed(derive_seed(cfg.seed, STREAM_INIT, 0));
-    let mut model = Bert4Rec::new(&cfg.model, data.num_items(), &ad);
-    let mut adam = adam_for(cfg);
-    let renames = checkpoint_renames();
-    let spe = steps_per_epoch(data, cfg) as u64;
-    let schedule = Schedule {
-        lr: cfg.train.lr,
-        warmup_steps: cfg.train.warmup_steps,
-        decay: cfg.train.decay,
-        total_steps: spe * cfg.train.max_epochs as u64,
+    let model = Bert4Rec::new(&cfg.model, data.num_items(), &ad);
+    let t = &cfg.train;
+    let settings = LoopSettings {
+        seed: cfg.seed,
+        epochs: t.max_epochs,
+        micro_batch: t.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
+        lr: t.lr,
+        warmup_steps: t.warmup_steps,
+        decay: t.decay,
+        adam: AdamConfig {
+            weight_decay: t.weight_decay,
+            bias_correction: t.adam_bias_correction,
+            clip_grad_norm: (t.clip_grad_norm > 0.0).then_some(t.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: Some(Selection {
+            metric: SELECTION_METRIC.into(),
+            direction: Direction::Max,
+            patience: Some(t.patience),
+        }),
     };
-
-    let mut start_epoch = 1;
-    let mut step: u64 = 0;
-    let mut best = (0usize, f64::NEG_INFINITY);
-    let mut bad_epochs = 0usize;
-    let mut first_loss = f64::NAN;
-    if opts.resume {
-        let ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
-        let saved_cfg: Bert4RecConfig = toml::from_str(&ckpt.get("config")?)?;
-        anyhow::ensure!(
-            saved_cfg.model == cfg.model
-                && saved_cfg.seed == cfg.seed
-                && saved_cfg.train == cfg.train,
-            "cannot resume {}: its configuration differs from the one given",
-            ckpt.path.display()
-        );
-        model = load_named(model, &ckpt.tensors, &renames, device, &ckpt.path)?;
-        (start_epoch, step) = ckpt.next_epoch_and_step()?;
-        best = (
-            ckpt.get("best_epoch")?.parse()?,
-            ckpt.get("best_ndcg10")?.parse()?,
-        );
-        bad_epochs = ckpt.get("bad_epochs")?.parse()?;
-        first_loss = ckpt.get("first_loss")?.parse().unwrap_or(f64::NAN);
-    }
-
-    let mut last_loss = f64::NAN;
-    let mut stopped_early = false;
-    let mut epoch = start_epoch;
-    let mut epochs_run = start_epoch - 1;
-    while epoch <= cfg.train.max_epochs {
-        if bad_epochs >= cfg.train.patience {
-            stopped_early = true;
-            break;
-        }
-        let t0 = Instant::now();
-        let dropout_seed = derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64);
-        let mut neg_rng = rng_for(cfg.seed, STREAM_NEG, epoch as u64);
-        let samples = epoch_samples(data, cfg, epoch);
-        let pb = progress::bar(
-            samples.len().div_ceil(cfg.train.batch_size) as u64,
-            &format!("epoch {epoch}"),
-            opts.quiet,
-        );
-        let (mut loss_sum, mut loss_n) = (0.0f64, 0usize);
-        let mut lr = 0.0;
-        for chunk in samples.chunks(cfg.train.batch_size) {
-            step += 1;
-            lr = schedule.lr_at(step);
-            let negatives: Option<Tensor<1, Int>> =
-                (cfg.train.loss == LossKind::Sampled).then(|| {
-                    let k = cfg.train.sampled_negatives.min(data.num_items());
-                    let negs: Vec<i64> = (0..k)
-                        .map(|_| neg_rng.random_range(1..=data.num_items() as i64))
-                        .collect();
-                    int1(negs, &ad)
-                });
-            // Micro-batches bound the activation memory and are spread over the worker threads.
-            // A batch is split in at least two, whatever the thread count, so that two cores
-            // share even a small batch and results do not depend on the number of threads.
-            let workers = rayon::current_num_threads();
-            let micro = match cfg.train.micro_batch {
-                0 => chunk.len(),
-                m => m.min(chunk.len()),
-            }
-            .min(chunk.len().div_ceil(2))
-            .max(1);
-            let total_targets: usize = chunk.iter().map(|m| m.targets.len()).sum();
-            let micro_batches: Vec<&[Masked]> = chunk.chunks(micro).collect();
-            let single = micro_batches.len() == 1;
-            let step_seed = derive_seed(dropout_seed, step, 0);
-            let (grads, lv) = data_parallel_grads(&model, &micro_batches, workers, |m, i, sub| {
-                let _stream = dropout_stream(derive_seed(step_seed, i as u64, 0));
-                let inputs: Vec<&[u32]> = sub.iter().map(|m| m.input.as_slice()).collect();
-                let targets: Vec<&[(usize, u32)]> =
-                    sub.iter().map(|m| m.targets.as_slice()).collect();
-                let b = make_batch(&inputs, &targets);
-                let ids: Tensor<2, Int> =
-                    Tensor::from_data(TensorData::new(b.ids, [b.batch, b.len]), &ad);
-                let pos = int1(b.positions, &ad);
-                let n_targets = b.targets.len();
-                let loss = match &negatives {
-                    None => {
-                        let items: Vec<u32> = b.targets.iter().map(|&t| t as u32).collect();
-                        m.full_loss(ids, pos, &items)
-                    }
-                    Some(negs) => m.sampled_loss(ids, pos, int1(b.targets, &ad), negs.clone()),
-                };
-                if single {
-                    loss
-                } else {
-                    // Each micro-batch's mean loss, weighted by its share of the batch's
-                    // targets, sums to the batch's mean loss.
-                    loss.mul_scalar(n_targets as f64 / total_targets as f64)
-                }
-            });
-            anyhow::ensure!(
-                lv.is_finite(),
-                "training diverged at step {step}: loss is {lv}"
-            );
-            loss_sum += lv;
-            loss_n += 1;
-            model = adam.step(model, grads, lr);
-            pb.set_message(format!("loss {:.4}", loss_sum / loss_n as f64));
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let train_seconds = t0.elapsed().as_secs_f64();
-        let epoch_loss = loss_sum / loss_n.max(1) as f64;
-        if first_loss.is_nan() {
-            first_loss = epoch_loss;
-        }
-        last_loss = epoch_loss;
-
-        let valid = evaluate(
-            &model.valid(),
-            data,
-            cfg,
-            Split::Valid,
-            cfg.eval.filter_seen,
-            device,
-        )?;
-        let ndcg = valid.metrics["NDCG@10"];
-        if ndcg > best.1 {
-            best = (epoch, ndcg);
-            bad_epochs = 0;
-            save_safetensors(
-                &run.file(BEST_MODEL),
-                &named_tensors(&model, &renames),
-                model_metadata(cfg, data, epoch),
-            )?;
-        } else {
-            bad_epochs += 1;
-        }
-        let record = EpochRecord {
-            epoch,
-            step,
-            loss: epoch_loss,
-            lr,
-            train_seconds,
-            valid: valid.metrics.clone(),
-            best_epoch: best.0,
-        };
-        run.log_metrics(&record)?;
-        if !opts.quiet {
-            eprintln!(
-                "epoch {epoch:>4}  loss {epoch_loss:.4}  valid NDCG@10 {ndcg:.4}  HR@10 {:.4}  best epoch {}  ({train_seconds:.1}s)",
-                valid.metrics["HR@10"], best.0
-            );
-        }
-
-        // Checkpoint after every epoch so training can resume from here.
-        let mut meta = model_metadata(cfg, data, epoch);
-        meta.insert("step".into(), step.to_string());
-        meta.insert("best_epoch".into(), best.0.to_string());
-        meta.insert("best_ndcg10".into(), best.1.to_string());
-        meta.insert("bad_epochs".into(), bad_epochs.to_string());
-        meta.insert("first_loss".into(), first_loss.to_string());
-        save_training_checkpoint(
-            &run.file(CHECKPOINT),
-            named_tensors(&model, &renames),
-            &adam,
-            meta,
-        )?;
-
-        epochs_run = epoch;
-        if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
-            break;
-        }
-        epoch += 1;
-    }
-    if bad_epochs >= cfg.train.patience && epochs_run < cfg.train.max_epochs {
-        stopped_early = true;
-    }
+    let task = Bert4RecTask {
+        data,
+        cfg,
+        device,
+        ad,
+    };
+    let out = trainer::train(&task, model, &settings, run, device, opts)?;
     Ok(TrainSummary {
-        epochs_run,
-        best_epoch: best.0,
-        best_valid_ndcg10: best.1,
-        stopped_early,
-        seconds: started.elapsed().as_secs_f64(),
-        first_epoch_loss: first_loss,
-        last_epoch_loss: last_loss,
+        epochs_run: out.epochs_run,
+        best_epoch: out.best_epoch,
+        best_valid_ndcg10: out.best_value,
+        stopped_early: out.stopped_early,
+        seconds: out.seconds,
+        first_epoch_loss: out.first_loss,
+        last_epoch_loss: out.last_loss,
         peak_rss_mib: peak_rss_mib(),
     })
 }

@@ -256,6 +256,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         stop_after_epochs: a.stop_after_epochs,
         quiet,
     };
+    tessera::core::trainer::catch_interrupts();
     let summary = train(&data, &cfg, &run, &device, &opts)?;
     let model = load_model(&run, &cfg, data.num_items(), &device)?;
     let test = evaluate(

@@ -17,6 +17,7 @@ mod vit;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
+use tessera::core::trainer::{Direction, Selection};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -47,6 +48,55 @@ pub enum ModelCommand {
     /// ViT image classification and features; DINOv2 backbones (Dosovitskiy et al., 2021).
     #[command(subcommand)]
     Vit(vit::Command),
+    /// Training curves of one or several run directories (loss and a metric per epoch) as a PNG.
+    Plot(PlotArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PlotArgs {
+    /// Run directories (each holding a metrics.jsonl).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// The metric to plot beside the loss (a column of metrics.jsonl) [default: the first run's
+    /// headline metric, e.g. valid_NDCG@10 or test_top1].
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Where to write the PNG.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+fn cmd_plot(a: PlotArgs) -> Result<()> {
+    use tessera::core::plot::{headline_metric, plot_runs, read_curves};
+    let metric = match &a.metric {
+        Some(m) => Some(m.clone()),
+        None => headline_metric(&a.runs[0])?,
+    };
+    let mut curves = Vec::new();
+    for dir in &a.runs {
+        let c = read_curves(dir, metric.as_deref())?;
+        if let Some(m) = &metric {
+            if c.metric.is_empty() {
+                eprintln!("warning: {} logs no `{m}`", dir.display());
+            }
+        }
+        curves.push(c);
+    }
+    if let Some(m) = &metric {
+        anyhow::ensure!(
+            curves.iter().any(|c| !c.metric.is_empty()),
+            "no run logs the metric `{m}`"
+        );
+    }
+    plot_runs(&curves, metric.as_deref(), &a.output)?;
+    eprintln!(
+        "wrote {} ({} run{}, loss and {})",
+        a.output.display(),
+        curves.len(),
+        if curves.len() == 1 { "" } else { "s" },
+        metric.as_deref().unwrap_or("no metric")
+    );
+    Ok(())
 }
 
 /// Options every command shares.
@@ -107,6 +157,54 @@ pub struct TrainFlags {
     /// Stop after this many epochs in total, leaving a resumable checkpoint.
     #[arg(long)]
     pub stop_after_epochs: Option<usize>,
+    /// Keep the model of the best epoch by this metric (a column of metrics.jsonl) instead of
+    /// the last epoch's [config: selection.metric].
+    #[arg(long)]
+    pub select_metric: Option<String>,
+    /// Whether larger or smaller values of --select-metric are better [default: max].
+    #[arg(long, value_enum)]
+    pub select_direction: Option<DirectionArg>,
+    /// Stop after this many epochs without a better --select-metric [config: selection.patience].
+    #[arg(long)]
+    pub patience: Option<usize>,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum DirectionArg {
+    Max,
+    Min,
+}
+
+impl TrainFlags {
+    /// The selection of the config file with the flags applied.
+    fn selection(&self, from_config: Option<Selection>) -> Result<Option<Selection>> {
+        let mut sel = from_config;
+        if let Some(metric) = &self.select_metric {
+            sel = Some(Selection {
+                metric: metric.clone(),
+                direction: Direction::Max,
+                patience: sel.and_then(|s| s.patience),
+            });
+        }
+        match (&mut sel, self.select_direction, self.patience) {
+            (None, Some(_), _) | (None, _, Some(_)) => anyhow::bail!(
+                "--select-direction and --patience need a metric to select on (--select-metric)"
+            ),
+            (Some(s), direction, patience) => {
+                if let Some(d) = direction {
+                    s.direction = match d {
+                        DirectionArg::Max => Direction::Max,
+                        DirectionArg::Min => Direction::Min,
+                    };
+                }
+                if patience.is_some() {
+                    s.patience = patience;
+                }
+            }
+            (None, None, None) => {}
+        }
+        Ok(sel)
+    }
 }
 
 pub fn run(cli: Cli) -> Result<()> {
@@ -115,5 +213,6 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Metapath2vec(cmd) => metapath2vec::run(cmd),
         ModelCommand::Text(cmd) => text::run(cmd),
         ModelCommand::Vit(cmd) => vit::run(cmd),
+        ModelCommand::Plot(a) => cmd_plot(a),
     }
 }

@@ -386,6 +386,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.lr, a.run.lr);
     set_if_some!(cfg.batch_size, a.run.batch_size);
     set_if_some!(cfg.valid_lines, a.valid_lines);
+    cfg.selection = a.run.selection(cfg.selection.take())?;
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
     let (model, bert_cfg, tok) = match (&a.model, &a.vocab) {
         (Some(dir), None) => {
@@ -418,7 +419,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     let encoded = tok.encode(&inputs)?;
     let split = encoded.len() - cfg.valid_lines;
     let run = RunDir::create(&a.run_dir)?;
-    run.write_atomic("mlm.toml", toml::to_string(&cfg)?.as_bytes())?;
+    tessera::core::trainer::catch_interrupts();
     let records = train_mlm(
         model,
         &bert_cfg,

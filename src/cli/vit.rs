@@ -301,6 +301,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.epochs, a.run.epochs);
     set_if_some!(cfg.lr, a.run.lr);
     set_if_some!(cfg.batch_size, a.run.batch_size);
+    cfg.selection = a.run.selection(cfg.selection.take())?;
     anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
     let (mut train, mut test, split) = data_sets(&a, cfg.seed)?;
     let (model, model_cfg) = match &a.model {
@@ -336,7 +337,6 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         }
     };
     let run = RunDir::create(&a.run_dir)?;
-    run.write_atomic("train.toml", toml::to_string(&cfg)?.as_bytes())?;
     run.write_atomic("split.json", serde_json::to_string(&split)?.as_bytes())?;
     if !a.common.json {
         eprintln!(
@@ -356,6 +356,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             cfg.mean, cfg.std
         );
     }
+    tessera::core::trainer::catch_interrupts();
     let records = train_vit(
         model,
         &model_cfg,

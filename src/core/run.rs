@@ -40,6 +40,22 @@ impl RunDir {
         write_atomic(&self.file(name), bytes)
     }
 
+    /// Remove the temporary files ([`write_atomic_with`]) that killed processes left here: those
+    /// whose writer is no longer running.
+    pub fn remove_stale_temp_files(&self) {
+        let Ok(entries) = fs::read_dir(&self.path) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = temp_file_pid(&name) {
+                if pid != std::process::id() && !process_alive(pid) {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+    }
+
     /// Append one JSON object as a line of `metrics.jsonl`.
     pub fn log_metrics<T: Serialize>(&self, record: &T) -> Result<()> {
         let path = self.file("metrics.jsonl");
@@ -84,4 +100,21 @@ pub fn write_atomic_with(
     }
     fs::rename(&tmp, path).with_context(|| format!("cannot rename into {}", path.display()))?;
     Ok(())
+}
+
+/// The writer's process id of a temporary file named by [`write_atomic_with`]
+/// (`.NAME.tmpPID`).
+fn temp_file_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?;
+    let (_, pid) = rest.rsplit_once(".tmp")?;
+    pid.parse().ok()
+}
+
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    // SAFETY: signal 0 only checks that the process exists (EPERM: it does, but is not ours).
+    let alive = unsafe { libc::kill(pid, 0) == 0 };
+    alive || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }

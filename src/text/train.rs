@@ -1,6 +1,7 @@
 //! Masked-language-model training (BERT's objective: 15% of tokens chosen, 80% -> `[MASK]`,
-//! 10% -> a random token, 10% unchanged), from scratch or fine-tuning a checkpoint, with the
-//! shared optimiser, data-parallel micro-batches, run directory and progress bars.
+//! 10% -> a random token, 10% unchanged), from scratch or fine-tuning a checkpoint, on the
+//! shared training loop ([`crate::core::trainer`]): what is here is MLM's own (masked lines,
+//! the masked-token loss, held-out masked-token accuracy, the model directory).
 //!
 //! The output directory is a Hugging Face-style model directory (`config.json`,
 //! `model.safetensors` with `BertForMaskedLM` names, `tokenizer.json`, `vocab.txt`) that
@@ -10,24 +11,19 @@ use super::config::BertConfig;
 use super::model::{hf_renames, Bert, TokenBatch};
 use super::tokenize::{Encoded, TextTokenizer};
 use crate::core::checkpoint::{
-    load_named, load_training_checkpoint, named_tensors, save_safetensors,
-    save_training_checkpoint, training_meta, with_base_prefix,
+    load_named, named_tensors, save_safetensors, with_base_prefix, TrainingCheckpoint,
 };
-use crate::core::dropout::dropout_stream;
 use crate::core::masking::{ClozeMasker, MaskStyle, Masked};
-use crate::core::optim::{Adam, AdamConfig, Decay, Schedule};
-use crate::core::parallel::{data_parallel_grads, trainable};
-use crate::core::progress;
-use crate::core::rng::{derive_seed, rng_for};
+use crate::core::optim::{AdamConfig, Decay};
+use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
+use crate::core::trainer::{self, LoopSettings, MicroStep, Selection, Task};
 use anyhow::{ensure, Result};
-use burn::module::Module;
-use burn::tensor::{Device, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::time::Instant;
 
 const STREAM_MASK: u64 = 11;
 const STREAM_SHUFFLE: u64 = 12;
@@ -53,6 +49,9 @@ pub struct MlmConfig {
     pub epochs: usize,
     /// Lines held out (from the end of the corpus) to measure masked-token accuracy.
     pub valid_lines: usize,
+    /// Keep the model of the best epoch by this metric (`valid_loss`, `valid_accuracy`) and stop
+    /// early; none: the last epoch's model.
+    pub selection: Option<Selection>,
 }
 
 impl Default for MlmConfig {
@@ -69,22 +68,15 @@ impl Default for MlmConfig {
             clip_grad_norm: 1.0,
             epochs: 1,
             valid_lines: 0,
+            selection: None,
         }
     }
 }
 
 /// How one `train_mlm` call runs (not part of the training configuration).
-#[derive(Debug, Clone, Default)]
-pub struct MlmRunOptions {
-    /// No progress bars or per-epoch lines.
-    pub quiet: bool,
-    /// Continue from the run directory's `checkpoint.safetensors`.
-    pub resume: bool,
-    /// Stop (as if interrupted) after this many epochs in total.
-    pub stop_after_epochs: Option<usize>,
-}
+pub type MlmRunOptions = trainer::RunOptions;
 
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub use crate::core::trainer::CHECKPOINT;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct MlmEpoch {
@@ -118,7 +110,7 @@ fn masker(tok: &TextTokenizer, cfg: &MlmConfig) -> Result<ClozeMasker> {
 /// Pad masked sequences and list the flat positions and targets of their predictions.
 fn masked_batch(
     tok: &TextTokenizer,
-    masked: &[(Masked, &Encoded)],
+    masked: &[(&Masked, &Encoded)],
 ) -> (TokenBatch, Vec<usize>, Vec<u32>) {
     let encoded: Vec<Encoded> = masked
         .iter()
@@ -152,22 +144,20 @@ pub fn evaluate_mlm(
     let mut rng = rng_for(cfg.seed, STREAM_VALID, 0);
     let (mut loss_sum, mut correct, mut total) = (0.0f64, 0usize, 0usize);
     for chunk in encoded.chunks(cfg.batch_size.max(1)) {
-        let masked: Vec<(Masked, &Encoded)> = chunk
+        let masked: Vec<Masked> = chunk
             .iter()
-            .map(|e| (masker.mask(&e.ids, &mut rng), e))
+            .map(|e| masker.mask(&e.ids, &mut rng))
             .collect();
-        let (batch, positions, targets) = masked_batch(tok, &masked);
+        let pairs: Vec<(&Masked, &Encoded)> = masked.iter().zip(chunk).collect();
+        let (batch, positions, targets) = masked_batch(tok, &pairs);
         if targets.is_empty() {
             continue;
         }
         let hidden = model.forward(&batch, device);
         let [b, l, d] = hidden.dims();
+        let n = positions.len();
         let pos: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
-        let n = pos.len();
-        let pos = burn::tensor::Tensor::<1, burn::tensor::Int>::from_data(
-            burn::tensor::TensorData::new(pos, [n]),
-            device,
-        );
+        let pos = Tensor::<1, Int>::from_data(TensorData::new(pos, [n]), device);
         let logits = model.mlm_logits(hidden.reshape([b * l, d]).select(0, pos));
         let loss = crate::core::fused::cross_entropy(logits.clone(), &targets);
         loss_sum += loss.into_scalar::<f32>() as f64 * n as f64;
@@ -176,7 +166,7 @@ pub fn evaluate_mlm(
             .into_data()
             .convert::<i64>()
             .try_to_vec::<i64>()
-            .unwrap();
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
         correct += pred
             .iter()
             .zip(&targets)
@@ -186,6 +176,116 @@ pub fn evaluate_mlm(
     }
     ensure!(total > 0, "no maskable tokens in the validation lines");
     Ok((loss_sum / total as f64, correct as f64 / total as f64))
+}
+
+/// One optimiser step: masked training lines (with their index into the training set) and
+/// the number of predictions they hold.
+pub struct MlmBatch {
+    masked: Vec<(Masked, usize)>,
+    targets: usize,
+}
+
+struct MlmTask<'a> {
+    bert_cfg: &'a BertConfig,
+    tok: &'a TextTokenizer,
+    train: &'a [Encoded],
+    valid: &'a [Encoded],
+    cfg: &'a MlmConfig,
+    masker: ClozeMasker,
+    device: &'a Device,
+    ad: Device,
+}
+
+impl Task for MlmTask<'_> {
+    type Model = Bert;
+    type Item = (Masked, usize);
+    type Batch = MlmBatch;
+
+    fn format(&self) -> &'static str {
+        "tessera-mlm"
+    }
+
+    fn settings(&self) -> Result<toml::Table> {
+        Ok(toml::Table::try_from(self.cfg)?)
+    }
+
+    fn extendable(&self) -> &'static [&'static str] {
+        &["epochs", "selection.patience"]
+    }
+
+    fn config_file(&self) -> Result<(&'static str, String)> {
+        Ok(("mlm.toml", toml::to_string(self.cfg)?))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.cfg.batch_size)
+    }
+
+    fn batches(&self, epoch: usize) -> Vec<MlmBatch> {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut rng_for(self.cfg.seed, STREAM_SHUFFLE, epoch as u64));
+        let mut rng = rng_for(self.cfg.seed, STREAM_MASK, epoch as u64);
+        order
+            .chunks(self.cfg.batch_size)
+            .map(|chunk| {
+                let masked: Vec<(Masked, usize)> = chunk
+                    .iter()
+                    .map(|&i| (self.masker.mask(&self.train[i].ids, &mut rng), i))
+                    .collect();
+                let targets = masked.iter().map(|(m, _)| m.targets.len()).sum();
+                MlmBatch { masked, targets }
+            })
+            .collect()
+    }
+
+    fn items<'b>(&self, batch: &'b MlmBatch) -> &'b [(Masked, usize)] {
+        &batch.masked
+    }
+
+    fn skip(&self, batch: &MlmBatch) -> bool {
+        batch.targets == 0
+    }
+
+    fn loss(
+        &self,
+        m: &Bert,
+        batch: &MlmBatch,
+        part: &[(Masked, usize)],
+        _: MicroStep,
+    ) -> Tensor<1> {
+        let pairs: Vec<(&Masked, &Encoded)> =
+            part.iter().map(|(m, i)| (m, &self.train[*i])).collect();
+        let (tokens, positions, targets) = masked_batch(self.tok, &pairs);
+        if targets.is_empty() {
+            return Tensor::<1>::zeros([1], &self.ad).require_grad();
+        }
+        m.mlm_loss(&tokens, &positions, &targets, &self.ad)
+            .mul_scalar(targets.len() as f64 / batch.targets as f64)
+    }
+
+    fn evaluate(&self, model: &Bert) -> Result<Vec<(String, f64)>> {
+        if self.valid.is_empty() {
+            return Ok(vec![]);
+        }
+        let (loss, accuracy) = evaluate_mlm(model, self.tok, self.valid, self.cfg, self.device)?;
+        Ok(vec![
+            ("valid_accuracy".into(), accuracy),
+            ("valid_loss".into(), loss),
+        ])
+    }
+
+    fn save_model(&self, model: &Bert, run: &RunDir, _epoch: usize) -> Result<()> {
+        save_model_dir(model, self.bert_cfg, self.tok, &run.path)
+    }
+
+    fn checkpoint_tensors(&self, model: &Bert) -> Vec<(String, TensorData)> {
+        hf_named(model)
+    }
+
+    fn restore(&self, model: Bert, ckpt: &mut TrainingCheckpoint) -> Result<Bert> {
+        let tensors = ckpt.take_model_tensors("bert.");
+        load_named(model, &tensors, &hf_renames(), self.device, &ckpt.path)
+    }
 }
 
 /// Train `model` with the MLM objective on `train` (already tokenised), validating on `valid`.
@@ -203,115 +303,44 @@ pub fn train_mlm(
     opts: &MlmRunOptions,
 ) -> Result<Vec<MlmEpoch>> {
     ensure!(!train.is_empty(), "no training lines");
-    let quiet = opts.quiet;
-    let ad = device.clone().autodiff();
-    let mut adam = Adam::new(AdamConfig {
-        weight_decay: cfg.weight_decay,
-        clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
-        ..AdamConfig::default()
-    });
-    let mut model = model;
-    let mut start_epoch = 1;
-    let mut step = 0u64;
-    if opts.resume {
-        let mut ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
-        ckpt.ensure_same_settings("mlm_config", cfg)?;
-        let tensors = ckpt.take_model_tensors("bert.");
-        model = load_named(model, &tensors, &hf_renames(), device, &ckpt.path)?;
-        (start_epoch, step) = ckpt.next_epoch_and_step()?;
-    }
-    let mut model = trainable(model);
-    let masker = masker(tok, cfg)?;
-    let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
-    let schedule = Schedule {
+    let settings = LoopSettings {
+        seed: cfg.seed,
+        epochs: cfg.epochs,
+        micro_batch: cfg.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
         lr: cfg.lr,
         warmup_steps: cfg.warmup_steps,
         decay: Decay::Linear,
-        total_steps: steps_per_epoch * cfg.epochs as u64,
+        adam: AdamConfig {
+            weight_decay: cfg.weight_decay,
+            clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: cfg.selection.clone(),
     };
-    let mut records = Vec::new();
-    for epoch in start_epoch..=cfg.epochs {
-        let t0 = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng_for(cfg.seed, STREAM_SHUFFLE, epoch as u64));
-        let mut rng = rng_for(cfg.seed, STREAM_MASK, epoch as u64);
-        let dropout_seed = derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64);
-        let pb = progress::bar(steps_per_epoch, &format!("epoch {epoch}"), quiet);
-        let (mut loss_sum, mut batches) = (0.0, 0usize);
-        for chunk in order.chunks(cfg.batch_size) {
-            step += 1;
-            let masked: Vec<(Masked, &Encoded)> = chunk
-                .iter()
-                .map(|&i| (masker.mask(&train[i].ids, &mut rng), &train[i]))
-                .collect();
-            let total: usize = masked.iter().map(|(m, _)| m.targets.len()).sum();
-            if total == 0 {
-                continue;
-            }
-            let micro = cfg.micro_batch.clamp(1, chunk.len().div_ceil(2).max(1));
-            let parts: Vec<&[(Masked, &Encoded)]> = masked.chunks(micro).collect();
-            let step_seed = derive_seed(dropout_seed, step, 0);
-            let (grads, loss) = data_parallel_grads(
-                &model,
-                &parts,
-                rayon::current_num_threads(),
-                |m, i, part| {
-                    let _stream = dropout_stream(derive_seed(step_seed, i as u64, 0));
-                    let (batch, positions, targets) = masked_batch(tok, part);
-                    if targets.is_empty() {
-                        return burn::tensor::Tensor::<1>::zeros([1], &ad).require_grad();
-                    }
-                    m.mlm_loss(&batch, &positions, &targets, &ad)
-                        .mul_scalar(targets.len() as f64 / total as f64)
-                },
-            );
-            ensure!(
-                loss.is_finite(),
-                "training diverged at step {step}: loss {loss}"
-            );
-            model = adam.step(model, grads, schedule.lr_at(step));
-            loss_sum += loss;
-            batches += 1;
-            pb.set_message(format!("loss {:.4}", loss_sum / batches as f64));
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let (valid_loss, valid_accuracy) = if valid.is_empty() {
-            (None, None)
-        } else {
-            let (l, a) = evaluate_mlm(&model.valid(), tok, valid, cfg, device)?;
-            (Some(l), Some(a))
-        };
-        let record = MlmEpoch {
-            epoch,
-            step,
-            loss: loss_sum / batches.max(1) as f64,
-            valid_loss,
-            valid_accuracy,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        run.log_metrics(&record)?;
-        if !quiet {
-            eprintln!(
-                "epoch {epoch:>3}  loss {:.4}{}  ({:.1}s)",
-                record.loss,
-                valid_accuracy
-                    .map(|a| format!("  valid masked accuracy {a:.4}"))
-                    .unwrap_or_default(),
-                record.seconds
-            );
-        }
-        let plain = model.valid();
-        save_model_dir(&plain, bert_cfg, tok, &run.path)?;
-        // Weights and optimiser state after every epoch, so that training can resume exactly.
-        let meta = training_meta("tessera-mlm", "mlm_config", cfg, epoch, step)?;
-        save_training_checkpoint(&run.file(CHECKPOINT), hf_named(&plain), &adam, meta)?;
-        records.push(record);
-        if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
-            break;
-        }
-    }
-    Ok(records)
+    let task = MlmTask {
+        bert_cfg,
+        tok,
+        train,
+        valid,
+        cfg,
+        masker: masker(tok, cfg)?,
+        device,
+        ad: device.clone().autodiff(),
+    };
+    let out = trainer::train(&task, model, &settings, run, device, opts)?;
+    Ok(out
+        .records
+        .iter()
+        .map(|r| MlmEpoch {
+            epoch: r.epoch,
+            step: r.step,
+            loss: r.loss,
+            valid_loss: r.metric("valid_loss"),
+            valid_accuracy: r.metric("valid_accuracy"),
+            seconds: r.seconds,
+        })
+        .collect())
 }
 
 /// The model's tensors under `BertForMaskedLM` names.

@@ -1,34 +1,29 @@
-//! Supervised ViT training: AdamW, warm-up then cosine decay, label smoothing, gradient
-//! clipping, random-shift augmentation, data-parallel micro-batches, per-epoch evaluation
-//! (top-1, top-5, per-class accuracy, confusion matrix), checkpoints and exact resume.
+//! Supervised ViT training on the shared loop ([`crate::core::trainer`]): AdamW, warm-up then
+//! cosine decay, label smoothing, gradient clipping, random-shift augmentation, per-epoch
+//! evaluation (top-1, top-5, per-class accuracy, confusion matrix).
 
 use super::config::VitConfig;
 use super::data::{random_shift, ImageSet};
 use super::model::{hf_renames, Vit};
 use crate::core::checkpoint::{
-    load_named, load_training_checkpoint, named_tensors, save_safetensors,
-    save_training_checkpoint, training_meta, with_base_prefix,
+    load_named, named_tensors, save_safetensors, with_base_prefix, TrainingCheckpoint,
 };
-use crate::core::dropout::dropout_stream;
 use crate::core::fused::cross_entropy_smoothed;
-use crate::core::optim::{Adam, AdamConfig, Decay, Schedule};
-use crate::core::parallel::{data_parallel_grads, trainable};
-use crate::core::progress;
+use crate::core::optim::{AdamConfig, Decay};
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
+use crate::core::trainer::{self, LoopSettings, MicroStep, Selection, Task};
 use anyhow::{ensure, Result};
-use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
-use std::time::Instant;
 
 const STREAM_SHUFFLE: u64 = 31;
 const STREAM_AUGMENT: u64 = 32;
 const STREAM_DROPOUT: u64 = 33;
-pub const CHECKPOINT: &str = "checkpoint.safetensors";
+pub use crate::core::trainer::CHECKPOINT;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +47,10 @@ pub struct VitTrainConfig {
     /// `image_std` unless the config file sets these.
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Keep the model of the best epoch by this metric (`test_top1`, `test_top5`) and stop
+    /// early; none (the default): the last epoch's model. The test split is the only held-out
+    /// set here, so selecting on it reports an optimistic test figure.
+    pub selection: Option<Selection>,
 }
 
 impl Default for VitTrainConfig {
@@ -69,16 +68,12 @@ impl Default for VitTrainConfig {
             max_shift: 2,
             mean: vec![0.5],
             std: vec![0.5],
+            selection: None,
         }
     }
 }
 
-#[derive(Debug, Clone, Default)]
-pub struct VitRunOptions {
-    pub quiet: bool,
-    pub resume: bool,
-    pub stop_after_epochs: Option<usize>,
-}
+pub type VitRunOptions = trainer::RunOptions;
 
 /// Classification metrics on one image set.
 #[derive(Debug, Clone, Serialize)]
@@ -210,6 +205,88 @@ fn hf_named(model: &Vit, cfg: &VitConfig) -> Vec<(String, TensorData)> {
     )
 }
 
+struct VitTask<'a> {
+    model_cfg: &'a VitConfig,
+    train: &'a ImageSet,
+    test: &'a ImageSet,
+    cfg: &'a VitTrainConfig,
+    device: &'a Device,
+    ad: Device,
+}
+
+impl Task for VitTask<'_> {
+    type Model = Vit;
+    type Item = usize;
+    type Batch = Vec<usize>;
+
+    fn format(&self) -> &'static str {
+        "tessera-vit"
+    }
+
+    fn settings(&self) -> Result<toml::Table> {
+        Ok(toml::Table::try_from(self.cfg)?)
+    }
+
+    fn extendable(&self) -> &'static [&'static str] {
+        &["epochs", "selection.patience"]
+    }
+
+    fn config_file(&self) -> Result<(&'static str, String)> {
+        Ok(("train.toml", toml::to_string(self.cfg)?))
+    }
+
+    fn steps_per_epoch(&self) -> usize {
+        self.train.len().div_ceil(self.cfg.batch_size)
+    }
+
+    fn batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        let mut order: Vec<usize> = (0..self.train.len()).collect();
+        order.shuffle(&mut rng_for(self.cfg.seed, STREAM_SHUFFLE, epoch as u64));
+        order
+            .chunks(self.cfg.batch_size)
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    fn items<'b>(&self, batch: &'b Vec<usize>) -> &'b [usize] {
+        batch
+    }
+
+    fn loss(&self, m: &Vit, batch: &Vec<usize>, idx: &[usize], at: MicroStep) -> Tensor<1> {
+        let augment = derive_seed(self.cfg.seed, STREAM_AUGMENT, at.epoch as u64);
+        let key = derive_seed(derive_seed(augment, at.step, 0), at.index as u64, 0);
+        let mut rng = rand::SeedableRng::seed_from_u64(key);
+        let x = batch_pixels(self.train, idx, self.cfg, Some(&mut rng), &self.ad);
+        let labels: Vec<u32> = idx.iter().map(|&j| self.train.labels[j]).collect();
+        let logits = m.logits(x).expect("input shapes were checked");
+        cross_entropy_smoothed(logits, &labels, self.cfg.label_smoothing)
+            .mul_scalar(idx.len() as f64 / batch.len() as f64)
+    }
+
+    fn evaluate(&self, model: &Vit) -> Result<Vec<(String, f64)>> {
+        let m = evaluate(model, self.test, self.cfg, self.device)?;
+        Ok(vec![
+            ("test_top1".into(), m.top1),
+            ("test_top5".into(), m.top5),
+        ])
+    }
+
+    fn save_model(&self, model: &Vit, run: &RunDir, _epoch: usize) -> Result<()> {
+        let hw = (self.train.height, self.train.width);
+        save_model_dir(model, self.model_cfg, self.cfg, hw, run)
+    }
+
+    fn checkpoint_tensors(&self, model: &Vit) -> Vec<(String, TensorData)> {
+        hf_named(model, self.model_cfg)
+    }
+
+    fn restore(&self, model: Vit, ckpt: &mut TrainingCheckpoint) -> Result<Vit> {
+        let tensors = ckpt.take_model_tensors("vit.");
+        let renames = hf_renames(self.model_cfg.layout());
+        load_named(model, &tensors, &renames, self.device, &ckpt.path)
+    }
+}
+
 /// Train on `train`, evaluating on `test` after every epoch; writes `metrics.jsonl`,
 /// `model.safetensors` + `config.json` (Hugging Face layout) and a resumable checkpoint.
 #[allow(clippy::too_many_arguments)]
@@ -253,103 +330,43 @@ pub fn train_vit(
         train.classes,
         model_cfg.num_labels
     );
-    let ad = device.clone().autodiff();
-    let mut adam = Adam::new(AdamConfig {
-        weight_decay: cfg.weight_decay,
-        clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
-        ..AdamConfig::default()
-    });
-    let steps_per_epoch = train.len().div_ceil(cfg.batch_size) as u64;
-    let schedule = Schedule {
+    let settings = LoopSettings {
+        seed: cfg.seed,
+        epochs: cfg.epochs,
+        micro_batch: cfg.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
         lr: cfg.lr,
         warmup_steps: cfg.warmup_steps,
         decay: Decay::Cosine,
-        total_steps: steps_per_epoch * cfg.epochs as u64,
+        adam: AdamConfig {
+            weight_decay: cfg.weight_decay,
+            clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: cfg.selection.clone(),
     };
-    let renames = hf_renames(model_cfg.layout());
-    let mut model = model;
-    let (mut start_epoch, mut step) = (1usize, 0u64);
-    if opts.resume {
-        let mut ckpt = load_training_checkpoint(&run.file(CHECKPOINT), &mut adam, device)?;
-        ckpt.ensure_same_settings("train_config", cfg)?;
-        let tensors = ckpt.take_model_tensors("vit.");
-        model = load_named(model, &tensors, &renames, device, &ckpt.path)?;
-        (start_epoch, step) = ckpt.next_epoch_and_step()?;
-    }
-    let mut model = trainable(model);
-    let mut records = Vec::new();
-    for epoch in start_epoch..=cfg.epochs {
-        let t0 = Instant::now();
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng_for(cfg.seed, STREAM_SHUFFLE, epoch as u64));
-        let dropout_seed = derive_seed(cfg.seed, STREAM_DROPOUT, epoch as u64);
-        let augment_seed = derive_seed(cfg.seed, STREAM_AUGMENT, epoch as u64);
-        let pb = progress::bar(steps_per_epoch, &format!("epoch {epoch}"), opts.quiet);
-        let (mut loss_sum, mut batches, mut lr) = (0.0, 0usize, 0.0);
-        for chunk in order.chunks(cfg.batch_size) {
-            step += 1;
-            lr = schedule.lr_at(step);
-            let micro = cfg.micro_batch.clamp(1, chunk.len().div_ceil(2).max(1));
-            let parts: Vec<&[usize]> = chunk.chunks(micro).collect();
-            let total = chunk.len() as f64;
-            let (grads, loss) =
-                data_parallel_grads(&model, &parts, rayon::current_num_threads(), |m, i, idx| {
-                    let key = derive_seed(derive_seed(augment_seed, step, 0), i as u64, 0);
-                    let _stream = dropout_stream(derive_seed(
-                        derive_seed(dropout_seed, step, 0),
-                        i as u64,
-                        0,
-                    ));
-                    let mut rng = rand::SeedableRng::seed_from_u64(key);
-                    let x = batch_pixels(train, idx, cfg, Some(&mut rng), &ad);
-                    let labels: Vec<u32> = idx.iter().map(|&j| train.labels[j]).collect();
-                    let logits = m.logits(x).expect("input shapes were checked");
-                    cross_entropy_smoothed(logits, &labels, cfg.label_smoothing)
-                        .mul_scalar(idx.len() as f64 / total)
-                });
-            ensure!(
-                loss.is_finite(),
-                "training diverged at step {step}: loss {loss}"
-            );
-            model = adam.step(model, grads, lr);
-            loss_sum += loss;
-            batches += 1;
-            pb.set_message(format!("loss {:.4}", loss_sum / batches as f64));
-            pb.inc(1);
-        }
-        pb.finish_and_clear();
-        let plain = model.valid();
-        let metrics = evaluate(&plain, test, cfg, device)?;
-        let record = VitEpoch {
-            epoch,
-            step,
-            loss: loss_sum / batches.max(1) as f64,
-            lr,
-            test_top1: metrics.top1,
-            test_top5: metrics.top5,
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        run.log_metrics(&record)?;
-        if !opts.quiet {
-            eprintln!(
-                "epoch {epoch:>3}  loss {:.4}  test top-1 {:.4}  top-5 {:.4}  ({:.1}s)",
-                record.loss, record.test_top1, record.test_top5, record.seconds
-            );
-        }
-        save_model_dir(&plain, model_cfg, cfg, (train.height, train.width), run)?;
-        let meta = training_meta("tessera-vit", "train_config", cfg, epoch, step)?;
-        save_training_checkpoint(
-            &run.file(CHECKPOINT),
-            hf_named(&plain, model_cfg),
-            &adam,
-            meta,
-        )?;
-        records.push(record);
-        if opts.stop_after_epochs.is_some_and(|n| epoch >= n) {
-            break;
-        }
-    }
-    Ok(records)
+    let task = VitTask {
+        model_cfg,
+        train,
+        test,
+        cfg,
+        device,
+        ad: device.clone().autodiff(),
+    };
+    let out = trainer::train(&task, model, &settings, run, device, opts)?;
+    Ok(out
+        .records
+        .iter()
+        .map(|r| VitEpoch {
+            epoch: r.epoch,
+            step: r.step,
+            loss: r.loss,
+            lr: r.lr,
+            test_top1: r.metric("test_top1").unwrap_or(f64::NAN),
+            test_top5: r.metric("test_top5").unwrap_or(f64::NAN),
+            seconds: r.seconds,
+        })
+        .collect())
 }
 
 /// `model.safetensors` and `config.json` of a Hugging Face `ViTForImageClassification`, plus
