@@ -7,7 +7,6 @@
 #   bash bench/bert4rec_vs_recbole.sh            (venv: $TESSERA_BENCH_VENV or ~/.cache/tessera/venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 VENV=${TESSERA_BENCH_VENV:-$HOME/.cache/tessera/venv}
 THREADS=${THREADS:-$(nproc)}
 
@@ -18,7 +17,7 @@ if ! "$VENV/bin/python" -c "import recbole, torch" 2>/dev/null; then
 fi
 bash scripts/fetch-data.sh ml-100k >&2
 cargo build --release --quiet
-BIN=$CARGO_TARGET_DIR/release/tessera
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tessera"  # the build the README commands use
 
 run=$(mktemp -d)
 echo "tessera: one epoch ..." >&2

@@ -8,10 +8,9 @@
 # per CPU-second with ~2.1 GB peak memory in its ++ mode (figure from the issue tracker).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 DBIS=${DBIS:-../shared/data/dbis}
 cargo build --release --quiet
-BIN=$CARGO_TARGET_DIR/release/tessera
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tessera"  # the build the README commands use
 out=$(mktemp -d)
 for variant in plusplus plain; do
     "$BIN" metapath2vec train --graph "$DBIS" --metapath VPAPV --walks-per-node 100 --walk-length 100 \

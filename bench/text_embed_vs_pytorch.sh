@@ -7,7 +7,6 @@
 #   bash bench/text_embed_vs_pytorch.sh      (venv: $TESSERA_BENCH_VENV or ~/.cache/tessera/venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 VENV=${TESSERA_BENCH_VENV:-$HOME/.cache/tessera/venv}
 THREADS=${THREADS:-$(nproc)}
 N=${N:-10000}
@@ -19,7 +18,7 @@ if ! "$VENV/bin/python" -c "import sentence_transformers, torch" 2>/dev/null; th
 fi
 bash scripts/fetch-data.sh minilm >&2
 cargo build --release --quiet
-BIN=$CARGO_TARGET_DIR/release/tessera
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tessera"  # the build the README commands use
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

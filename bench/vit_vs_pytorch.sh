@@ -11,7 +11,6 @@
 #   bash bench/vit_vs_pytorch.sh       (venv: $TESSERA_BENCH_VENV or ~/.cache/tessera/venv)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/tessera/target}"
 VENV=${TESSERA_BENCH_VENV:-$HOME/.cache/tessera/venv}
 THREADS=${THREADS:-$(nproc)}
 ROUNDS=${ROUNDS:-2}
@@ -20,7 +19,7 @@ if ! "$VENV/bin/python" -c "import transformers, torch" 2>/dev/null; then
     "$VENV/bin/pip" install -q torch transformers
 fi
 cargo build --release --quiet
-BIN=$CARGO_TARGET_DIR/release/tessera
+BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tessera"  # the build the README commands use
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 

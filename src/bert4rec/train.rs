@@ -6,15 +6,15 @@ use super::config::{Bert4RecConfig, LossKind, SampleMode};
 use super::data::{make_batch, split_leave_one_out, truncate_left, SequenceData};
 use super::eval::{evaluate, Split};
 use super::model::{checkpoint_renames, Bert4Rec};
-use crate::core::checkpoint::{
-    load_named, load_safetensors, named_tensors, save_safetensors, TrainingCheckpoint,
-};
+use crate::core::checkpoint::{load_named, load_safetensors, named_tensors, save_safetensors};
 use crate::core::masking::{mask_last, ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::AdamConfig;
 use crate::core::resources::peak_rss_mib;
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, Direction, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{
+    self, CheckpointNames, Direction, LoopSettings, MicroStep, Selection, Task,
+};
 use anyhow::Result;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -121,12 +121,6 @@ fn int1(v: Vec<i64>, device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(v, [n]), device)
 }
 
-pub fn steps_per_epoch(data: &SequenceData, cfg: &Bert4RecConfig) -> usize {
-    epoch_samples(data, cfg, 0)
-        .len()
-        .div_ceil(cfg.train.batch_size)
-}
-
 /// One optimiser step: masked sequences and, for the sampled softmax, the negatives they share.
 pub struct Bert4RecBatch {
     samples: Vec<Masked>,
@@ -145,30 +139,6 @@ impl Task for Bert4RecTask<'_> {
     type Model = Bert4Rec;
     type Item = Masked;
     type Batch = Bert4RecBatch;
-
-    fn format(&self) -> &'static str {
-        "tessera-bert4rec"
-    }
-
-    fn settings(&self) -> Result<toml::Table> {
-        let mut t = toml::Table::new();
-        t.insert("seed".into(), toml::Value::Integer(self.cfg.seed as i64));
-        t.insert("model".into(), toml::Value::try_from(&self.cfg.model)?);
-        t.insert("train".into(), toml::Value::try_from(&self.cfg.train)?);
-        Ok(t)
-    }
-
-    fn extendable(&self) -> &'static [&'static str] {
-        &["train.max_epochs", "train.patience"]
-    }
-
-    fn config_file(&self) -> Result<(&'static str, String)> {
-        Ok((CONFIG, self.cfg.to_toml()))
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        steps_per_epoch(self.data, self.cfg)
-    }
 
     fn batches(&self, epoch: usize) -> Vec<Bert4RecBatch> {
         let t = &self.cfg.train;
@@ -242,27 +212,6 @@ impl Task for Bert4RecTask<'_> {
             model_metadata(self.cfg, self.data, epoch),
         )
     }
-
-    fn checkpoint_tensors(&self, model: &Bert4Rec) -> Vec<(String, TensorData)> {
-        named_tensors(model, &checkpoint_renames())
-    }
-
-    fn restore(&self, model: Bert4Rec, ckpt: &mut TrainingCheckpoint) -> Result<Bert4Rec> {
-        load_named(
-            model,
-            &ckpt.tensors,
-            &checkpoint_renames(),
-            self.device,
-            &ckpt.path,
-        )
-    }
-
-    fn checkpoint_meta(&self) -> Result<HashMap<String, String>> {
-        let mut m = HashMap::new();
-        m.insert("config".into(), self.cfg.to_toml());
-        m.insert("num_items".into(), self.data.num_items().to_string());
-        Ok(m)
-    }
 }
 
 /// Train on `data`, writing everything to `run`. Returns a summary.
@@ -279,7 +228,23 @@ pub fn train(
     device.seed(derive_seed(cfg.seed, STREAM_INIT, 0));
     let model = Bert4Rec::new(&cfg.model, data.num_items(), &ad);
     let t = &cfg.train;
+    let mut resume_settings = toml::Table::new();
+    resume_settings.insert("seed".into(), toml::Value::Integer(cfg.seed as i64));
+    resume_settings.insert("model".into(), toml::Value::try_from(&cfg.model)?);
+    resume_settings.insert("train".into(), toml::Value::try_from(&cfg.train)?);
     let settings = LoopSettings {
+        format: "tessera-bert4rec",
+        config_file: (CONFIG, cfg.to_toml()),
+        resume_settings,
+        extendable: &["train.max_epochs", "train.patience"],
+        names: CheckpointNames {
+            renames: checkpoint_renames(),
+            base_prefix: None,
+        },
+        checkpoint_meta: HashMap::from([
+            ("config".to_string(), cfg.to_toml()),
+            ("num_items".to_string(), data.num_items().to_string()),
+        ]),
         seed: cfg.seed,
         epochs: t.max_epochs,
         micro_batch: t.micro_batch,

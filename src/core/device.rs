@@ -30,3 +30,9 @@ pub fn set_threads(threads: Option<usize>) {
             .build_global();
     }
 }
+
+/// True when tensors on `device` live in host memory (burn's flex backend), where the fused
+/// kernels apply.
+pub fn is_host(device: &Device) -> bool {
+    device.clone().without_autodiff() == Device::flex()
+}

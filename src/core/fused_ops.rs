@@ -19,10 +19,13 @@
 //! Rows are processed in parallel in chunks of a fixed number of rows and partial sums are added
 //! in chunk order, so results do not depend on the thread count. LayerNorm without autodiff is
 //! burn's own (already fused) operation; softmax and Linear use their kernels in inference too
-//! (softmax: one pass with the vectorised `exp` of [`super::fused`]). Off the host all three are
+//! (softmax: one pass with the vectorised `exp` of [`super::kernels`]). Off the host all three are
 //! burn's operations.
 
-use super::fused::{exp_f32, is_host, lanes_max, lanes_sum};
+use super::device::is_host;
+use super::kernels::{
+    layer_norm_backward_rows, layer_norm_rows, softmax_backward_rows, softmax_rows,
+};
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
 use burn::backend::autodiff::grads::Gradients;
@@ -79,71 +82,8 @@ fn into_ad<const D: usize>(
         .expect("an autodiff tensor on the host backend")
 }
 
-#[inline(always)]
-fn lanes_dot(x: &[f32], y: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let cx = x.chunks_exact(8);
-    let cy = y.chunks_exact(8);
-    let tail: f32 = cx
-        .remainder()
-        .iter()
-        .zip(cy.remainder())
-        .map(|(a, b)| a * b)
-        .sum();
-    for (a, b) in cx.zip(cy) {
-        for j in 0..8 {
-            acc[j] += a[j] * b[j];
-        }
-    }
-    tail + acc.iter().sum::<f32>()
-}
-
 // ---------------------------------------------------------------------------------------------
 // LayerNorm
-
-simd_dispatch!(layer_norm_rows(x: &[f32], gamma: &[f32], beta: &[f32], eps: f32, y: &mut [f32], xhat: &mut [f32], rstd: &mut [f32]) -> () {
-    let d = gamma.len();
-    for (((row, out), nrm), r) in x
-        .chunks_exact(d)
-        .zip(y.chunks_exact_mut(d))
-        .zip(xhat.chunks_exact_mut(d))
-        .zip(rstd.iter_mut())
-    {
-        let mean = lanes_sum(row) / d as f32;
-        for (n, &v) in nrm.iter_mut().zip(row) {
-            *n = v - mean;
-        }
-        let var = lanes_dot(nrm, nrm) / d as f32;
-        *r = 1.0 / (var + eps).sqrt();
-        for (((o, n), &g), &b) in out.iter_mut().zip(nrm.iter_mut()).zip(gamma).zip(beta) {
-            *n *= *r;
-            *o = *n * g + b;
-        }
-    }
-});
-
-simd_dispatch!(layer_norm_backward_rows(grad: &[f32], xhat: &[f32], rstd: &[f32], gamma: &[f32], dx: &mut [f32], dgamma: &mut [f32], dbeta: &mut [f32]) -> () {
-    let d = gamma.len();
-    for (((g, n), out), &r) in grad
-        .chunks_exact(d)
-        .zip(xhat.chunks_exact(d))
-        .zip(dx.chunks_exact_mut(d))
-        .zip(rstd)
-    {
-        for (o, (&gi, &gm)) in out.iter_mut().zip(g.iter().zip(gamma)) {
-            *o = gi * gm;
-        }
-        let a = lanes_sum(out) / d as f32;
-        let b = lanes_dot(out, n) / d as f32;
-        for (o, &ni) in out.iter_mut().zip(n) {
-            *o = r * (*o - a - ni * b);
-        }
-        for (((dg, db), &gi), &ni) in dgamma.iter_mut().zip(dbeta.iter_mut()).zip(g).zip(n) {
-            *dg += gi * ni;
-            *db += gi;
-        }
-    }
-});
 
 #[derive(Debug, Clone)]
 struct LayerNormState {
@@ -254,32 +194,6 @@ pub fn layer_norm<const D: usize>(
 
 // ---------------------------------------------------------------------------------------------
 // Softmax
-
-simd_dispatch!(softmax_rows(x: &[f32], width: usize, p: &mut [f32]) -> () {
-    for (row, out) in x.chunks_exact(width).zip(p.chunks_exact_mut(width)) {
-        let max = lanes_max(row);
-        for (o, &v) in out.iter_mut().zip(row) {
-            *o = exp_f32(v - max);
-        }
-        let inv = 1.0 / lanes_sum(out);
-        for o in out.iter_mut() {
-            *o *= inv;
-        }
-    }
-});
-
-simd_dispatch!(softmax_backward_rows(grad: &[f32], p: &[f32], width: usize, dx: &mut [f32]) -> () {
-    for ((g, pr), out) in grad
-        .chunks_exact(width)
-        .zip(p.chunks_exact(width))
-        .zip(dx.chunks_exact_mut(width))
-    {
-        let s = lanes_dot(g, pr);
-        for ((o, &gi), &pi) in out.iter_mut().zip(g).zip(pr) {
-            *o = pi * (gi - s);
-        }
-    }
-});
 
 #[derive(Debug, Clone)]
 struct SoftmaxState {

@@ -4,8 +4,8 @@
 /// Runs `$body` compiled for AVX2 + FMA when the CPU has them, else for the baseline target.
 /// Both give the same results: no operation is contracted into an FMA.
 macro_rules! simd_dispatch {
-    ($name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
-        fn $name($($arg: $ty),*) -> $ret {
+    ($vis:vis $name:ident ( $($arg:ident : $ty:ty),* ) -> $ret:ty $body:block) => {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
@@ -32,6 +32,7 @@ pub mod error;
 pub mod fused;
 pub mod fused_ops;
 pub mod heads;
+pub mod kernels;
 pub mod masking;
 pub mod metrics;
 pub mod norm;

@@ -24,7 +24,10 @@
 //! There is no RNG state to save beyond the seed: every random stream of a task is derived from
 //! (seed, purpose, epoch[, step, micro-batch]) ([`super::rng`]).
 
-use super::checkpoint::{load_training_checkpoint, save_training_checkpoint, TrainingCheckpoint};
+use super::checkpoint::{
+    load_named, load_training_checkpoint, named_tensors, save_training_checkpoint,
+    with_base_prefix, TrainingCheckpoint,
+};
 use super::dropout::dropout_stream;
 use super::optim::{Adam, AdamConfig, Decay, Schedule};
 use super::parallel::{data_parallel_grads, trainable};
@@ -53,19 +56,11 @@ pub trait Task: Sync {
     /// One optimiser step's worth of examples, plus whatever the step shares (negatives, ...).
     type Batch: Sync;
 
-    /// The `format` recorded in checkpoints (e.g. `tessera-vit`); a checkpoint of another format
-    /// is refused on resume.
-    fn format(&self) -> &'static str;
-    /// The settings a resumed run must share with the run it continues (TOML).
-    fn settings(&self) -> Result<toml::Table>;
-    /// Dotted keys of [`Task::settings`] that may change on resume (more epochs, more patience).
-    fn extendable(&self) -> &'static [&'static str] {
-        &[]
+    /// Optimiser steps in one epoch (for the learning-rate schedule): by default, the number of
+    /// batches of an epoch.
+    fn steps_per_epoch(&self) -> usize {
+        self.batches(0).len()
     }
-    /// The resolved configuration, written into the run directory under this file name.
-    fn config_file(&self) -> Result<(&'static str, String)>;
-    /// Optimiser steps in one epoch (for the learning-rate schedule).
-    fn steps_per_epoch(&self) -> usize;
     /// The batches of `epoch` (1-based), in training order; a function of the seed and the epoch.
     fn batches(&self, epoch: usize) -> Vec<Self::Batch>;
     fn items<'a>(&self, batch: &'a Self::Batch) -> &'a [Self::Item];
@@ -87,18 +82,6 @@ pub trait Task: Sync {
     fn evaluate(&self, model: &Self::Model) -> Result<Vec<(String, f64)>>;
     /// Write the model (the best so far, or the last epoch's) into the run directory.
     fn save_model(&self, model: &Self::Model, run: &RunDir, epoch: usize) -> Result<()>;
-    /// The model's tensors under their checkpoint names.
-    fn checkpoint_tensors(&self, model: &Self::Model) -> Vec<(String, TensorData)>;
-    /// The model with the weights of a checkpoint written by this task.
-    fn restore(
-        &self,
-        model: Self::Model,
-        checkpoint: &mut TrainingCheckpoint,
-    ) -> Result<Self::Model>;
-    /// Extra metadata for every checkpoint.
-    fn checkpoint_meta(&self) -> Result<HashMap<String, String>> {
-        Ok(HashMap::new())
-    }
 }
 
 /// Where a micro-batch stands: for random streams of the task's own (augmentation, ...).
@@ -148,9 +131,51 @@ impl Selection {
     }
 }
 
-/// The loop's own settings (a model's config maps onto these).
+/// How a model's checkpoints name its tensors: [`named_tensors`] renames, and for a
+/// Hugging Face head model the wrapped base model's prefix and the head's (see
+/// [`with_base_prefix`]).
+#[derive(Debug, Clone, Default)]
+pub struct CheckpointNames {
+    pub renames: Vec<(&'static str, &'static str)>,
+    /// (base prefix such as `bert.`, head prefix such as `cls.`)
+    pub base_prefix: Option<(&'static str, &'static str)>,
+}
+
+impl CheckpointNames {
+    fn tensors<M: Module>(&self, model: &M) -> Vec<(String, TensorData)> {
+        let named = named_tensors(model, &self.renames);
+        match self.base_prefix {
+            Some((base, head)) => with_base_prefix(named, base, head),
+            None => named,
+        }
+    }
+
+    fn restore<M: Module>(
+        &self,
+        model: M,
+        ckpt: &mut TrainingCheckpoint,
+        device: &Device,
+    ) -> Result<M> {
+        let tensors = ckpt.take_model_tensors(self.base_prefix.map_or("", |p| p.0));
+        load_named(model, &tensors, &self.renames, device, &ckpt.path)
+    }
+}
+
+/// The loop's own settings (a model's config maps onto these) and what a model's runs record.
 #[derive(Debug, Clone)]
 pub struct LoopSettings {
+    /// The `format` recorded in checkpoints (e.g. `tessera-vit`); a checkpoint of another format
+    /// is refused on resume.
+    pub format: &'static str,
+    /// The resolved configuration: written into the run directory under this file name.
+    pub config_file: (&'static str, String),
+    /// The settings a resumed run must share with the run it continues.
+    pub resume_settings: toml::Table,
+    /// Dotted keys of `resume_settings` that may change on resume (more epochs, more patience).
+    pub extendable: &'static [&'static str],
+    pub names: CheckpointNames,
+    /// Extra metadata for every checkpoint.
+    pub checkpoint_meta: HashMap<String, String>,
     pub seed: u64,
     pub epochs: usize,
     /// Examples per micro-batch. A batch is always cut in at least two micro-batches, so that two
@@ -443,9 +468,9 @@ pub fn train<T: Task>(
 ) -> Result<TrainOutcome> {
     let started = Instant::now();
     run.remove_stale_temp_files();
-    let (config_name, config_text) = task.config_file()?;
+    let (config_name, config_text) = &settings.config_file;
     run.write_atomic(config_name, config_text.as_bytes())?;
-    let given = task.settings()?;
+    let given = &settings.resume_settings;
     let mut adam = Adam::new(settings.adam.clone());
     let selection = settings.selection.as_ref();
     let mut state = LoopState::new(selection);
@@ -455,17 +480,17 @@ pub fn train<T: Task>(
         let mut ckpt = load_training_checkpoint(&checkpoint_path, &mut adam, device)?;
         let format = ckpt.get("format")?;
         anyhow::ensure!(
-            format == task.format(),
+            format == settings.format,
             "cannot resume {}: it is a `{format}` checkpoint, not `{}`",
             ckpt.path.display(),
-            task.format()
+            settings.format
         );
         let saved: toml::Table = toml::from_str(&ckpt.get("settings")?)
             .with_context(|| format!("{}: metadata `settings`", ckpt.path.display()))?;
-        let diff = settings_diff(&saved, &given);
+        let diff = settings_diff(&saved, given);
         let (allowed, refused): (Vec<_>, Vec<_>) = diff
             .into_iter()
-            .partition(|(k, _, _)| task.extendable().contains(&k.as_str()));
+            .partition(|(k, _, _)| settings.extendable.contains(&k.as_str()));
         if !refused.is_empty() {
             bail!(
                 "cannot resume {}: its training configuration differs from the one given:\n  {}",
@@ -483,7 +508,7 @@ pub fn train<T: Task>(
             }
         }
         state = LoopState::from_checkpoint(&ckpt)?;
-        model = task.restore(model, &mut ckpt)?;
+        model = settings.names.restore(model, &mut ckpt, device)?;
         truncate_metrics(run, state.epoch)?;
     } else {
         // A fresh run starts a fresh log.
@@ -570,7 +595,7 @@ pub fn train<T: Task>(
             partial.train_seconds += t0.elapsed().as_secs_f64();
             partial.cpu_seconds += process_cpu_seconds() - cpu0;
             state.partial = partial;
-            write_checkpoint(task, &model, &adam, &state, &given, run)?;
+            write_checkpoint(settings, &model, &adam, &state, run)?;
             return Err(Interrupted {
                 epoch,
                 step: state.step,
@@ -635,7 +660,7 @@ pub fn train<T: Task>(
         };
         // The checkpoint first: a kill between the two leaves the log one epoch short, which a
         // resume re-runs and logs; the reverse order could log an epoch twice.
-        write_checkpoint(task, &model, &adam, &state, &given, run)?;
+        write_checkpoint(settings, &model, &adam, &state, run)?;
         log_epoch(run, &record)?;
         if !opts.quiet {
             eprintln!("{}", epoch_line(&record));
@@ -669,22 +694,23 @@ pub fn train<T: Task>(
     })
 }
 
-fn write_checkpoint<T: Task>(
-    task: &T,
-    model: &T::Model,
+fn write_checkpoint<M: Module>(
+    settings: &LoopSettings,
+    model: &M,
     adam: &Adam,
     state: &LoopState,
-    settings: &toml::Table,
     run: &RunDir,
 ) -> Result<()> {
-    let mut meta = task.checkpoint_meta()?;
-    meta.insert("format".into(), task.format().into());
-    meta.insert("settings".into(), toml::to_string(settings)?);
+    let mut meta = settings.checkpoint_meta.clone();
+    meta.insert("format".into(), settings.format.into());
+    meta.insert(
+        "settings".into(),
+        toml::to_string(&settings.resume_settings)?,
+    );
     state.to_meta(&mut meta);
-    let plain = model.valid();
     save_training_checkpoint(
         &run.file(CHECKPOINT),
-        task.checkpoint_tensors(&plain),
+        settings.names.tensors(&model.valid()),
         adam,
         meta,
     )

@@ -10,14 +10,12 @@
 use super::config::BertConfig;
 use super::model::{hf_renames, Bert, TokenBatch};
 use super::tokenize::{Encoded, TextTokenizer};
-use crate::core::checkpoint::{
-    load_named, named_tensors, save_safetensors, with_base_prefix, TrainingCheckpoint,
-};
+use crate::core::checkpoint::{named_tensors, save_safetensors, with_base_prefix};
 use crate::core::masking::{ClozeMasker, MaskStyle, Masked};
 use crate::core::optim::{AdamConfig, Decay};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{self, CheckpointNames, LoopSettings, MicroStep, Selection, Task};
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -201,26 +199,6 @@ impl Task for MlmTask<'_> {
     type Item = (Masked, usize);
     type Batch = MlmBatch;
 
-    fn format(&self) -> &'static str {
-        "tessera-mlm"
-    }
-
-    fn settings(&self) -> Result<toml::Table> {
-        Ok(toml::Table::try_from(self.cfg)?)
-    }
-
-    fn extendable(&self) -> &'static [&'static str] {
-        &["epochs", "selection.patience"]
-    }
-
-    fn config_file(&self) -> Result<(&'static str, String)> {
-        Ok(("mlm.toml", toml::to_string(self.cfg)?))
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        self.train.len().div_ceil(self.cfg.batch_size)
-    }
-
     fn batches(&self, epoch: usize) -> Vec<MlmBatch> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         order.shuffle(&mut rng_for(self.cfg.seed, STREAM_SHUFFLE, epoch as u64));
@@ -277,15 +255,6 @@ impl Task for MlmTask<'_> {
     fn save_model(&self, model: &Bert, run: &RunDir, _epoch: usize) -> Result<()> {
         save_model_dir(model, self.bert_cfg, self.tok, &run.path)
     }
-
-    fn checkpoint_tensors(&self, model: &Bert) -> Vec<(String, TensorData)> {
-        hf_named(model)
-    }
-
-    fn restore(&self, model: Bert, ckpt: &mut TrainingCheckpoint) -> Result<Bert> {
-        let tensors = ckpt.take_model_tensors("bert.");
-        load_named(model, &tensors, &hf_renames(), self.device, &ckpt.path)
-    }
 }
 
 /// Train `model` with the MLM objective on `train` (already tokenised), validating on `valid`.
@@ -304,6 +273,15 @@ pub fn train_mlm(
 ) -> Result<Vec<MlmEpoch>> {
     ensure!(!train.is_empty(), "no training lines");
     let settings = LoopSettings {
+        format: "tessera-mlm",
+        config_file: ("mlm.toml", toml::to_string(cfg)?),
+        resume_settings: toml::Table::try_from(cfg)?,
+        extendable: &["epochs", "selection.patience"],
+        names: CheckpointNames {
+            renames: hf_renames(),
+            base_prefix: Some(("bert.", "cls.")),
+        },
+        checkpoint_meta: HashMap::new(),
         seed: cfg.seed,
         epochs: cfg.epochs,
         micro_batch: cfg.micro_batch,

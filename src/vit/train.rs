@@ -5,14 +5,12 @@
 use super::config::VitConfig;
 use super::data::{random_shift, ImageSet};
 use super::model::{hf_renames, Vit};
-use crate::core::checkpoint::{
-    load_named, named_tensors, save_safetensors, with_base_prefix, TrainingCheckpoint,
-};
+use crate::core::checkpoint::{named_tensors, save_safetensors, with_base_prefix};
 use crate::core::fused::cross_entropy_smoothed;
 use crate::core::optim::{AdamConfig, Decay};
 use crate::core::rng::{derive_seed, rng_for};
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{self, CheckpointNames, LoopSettings, MicroStep, Selection, Task};
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Tensor, TensorData};
 use rand::seq::SliceRandom;
@@ -219,26 +217,6 @@ impl Task for VitTask<'_> {
     type Item = usize;
     type Batch = Vec<usize>;
 
-    fn format(&self) -> &'static str {
-        "tessera-vit"
-    }
-
-    fn settings(&self) -> Result<toml::Table> {
-        Ok(toml::Table::try_from(self.cfg)?)
-    }
-
-    fn extendable(&self) -> &'static [&'static str] {
-        &["epochs", "selection.patience"]
-    }
-
-    fn config_file(&self) -> Result<(&'static str, String)> {
-        Ok(("train.toml", toml::to_string(self.cfg)?))
-    }
-
-    fn steps_per_epoch(&self) -> usize {
-        self.train.len().div_ceil(self.cfg.batch_size)
-    }
-
     fn batches(&self, epoch: usize) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.train.len()).collect();
         order.shuffle(&mut rng_for(self.cfg.seed, STREAM_SHUFFLE, epoch as u64));
@@ -274,16 +252,6 @@ impl Task for VitTask<'_> {
     fn save_model(&self, model: &Vit, run: &RunDir, _epoch: usize) -> Result<()> {
         let hw = (self.train.height, self.train.width);
         save_model_dir(model, self.model_cfg, self.cfg, hw, run)
-    }
-
-    fn checkpoint_tensors(&self, model: &Vit) -> Vec<(String, TensorData)> {
-        hf_named(model, self.model_cfg)
-    }
-
-    fn restore(&self, model: Vit, ckpt: &mut TrainingCheckpoint) -> Result<Vit> {
-        let tensors = ckpt.take_model_tensors("vit.");
-        let renames = hf_renames(self.model_cfg.layout());
-        load_named(model, &tensors, &renames, self.device, &ckpt.path)
     }
 }
 
@@ -331,6 +299,15 @@ pub fn train_vit(
         model_cfg.num_labels
     );
     let settings = LoopSettings {
+        format: "tessera-vit",
+        config_file: ("train.toml", toml::to_string(cfg)?),
+        resume_settings: toml::Table::try_from(cfg)?,
+        extendable: &["epochs", "selection.patience"],
+        names: CheckpointNames {
+            renames: hf_renames(model_cfg.layout()),
+            base_prefix: Some(("vit.", "classifier.")),
+        },
+        checkpoint_meta: HashMap::new(),
         seed: cfg.seed,
         epochs: cfg.epochs,
         micro_batch: cfg.micro_batch,
