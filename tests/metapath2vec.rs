@@ -504,3 +504,133 @@ fn cli_walks_trains_evaluates_and_finds_neighbours() {
     assert_eq!(loaded.dim, 8);
     let _ = GraphBuilder::default();
 }
+
+fn m2v(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .arg("metapath2vec")
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn graph_training_equals_training_on_its_walk_file_and_min_count_drops_rare_nodes() {
+    let d = tempfile::tempdir().unwrap();
+    // A planted graph plus one author with a single paper in one venue: on APVPA walks of
+    // length 5 from every author, it occurs in its own walks (5 of them) and rarely elsewhere.
+    let mut text = planted(3, 12, 2, 3, 2);
+    text += "paper ploner author loner\npaper ploner venue c0v0\n";
+    let graph = write(d.path(), "g.tsv", &text);
+    let p = |name: &str| d.path().join(name).to_string_lossy().into_owned();
+    let common = [
+        "--metapath",
+        "APVPA",
+        "--walks-per-node",
+        "1",
+        "--walk-length",
+        "5",
+        "--dim",
+        "8",
+        "--seed",
+        "3",
+        "--threads",
+        "1",
+        "--variant",
+        "plusplus",
+    ];
+    let mut args = vec!["train", "--graph", graph.to_str().unwrap()];
+    args.extend_from_slice(&common);
+    let (direct, walks) = (p("direct.txt"), p("walks.txt"));
+    args.extend_from_slice(&["--output", &direct, "--save-walks", &walks]);
+    crate::common::assert_success(&m2v(&args));
+    let mut args = vec!["train", "--walks", &walks];
+    args.extend_from_slice(&common[4..]);
+    let from_file = p("from_file.txt");
+    args.extend_from_slice(&["--output", &from_file]);
+    crate::common::assert_success(&m2v(&args));
+    let a = std::fs::read_to_string(&direct).unwrap();
+    assert_eq!(a, std::fs::read_to_string(&from_file).unwrap());
+
+    // Occurrences of the lone author in the walks decide whether it gets an embedding.
+    let count = std::fs::read_to_string(&walks)
+        .unwrap()
+        .split_whitespace()
+        .filter(|t| *t == "aloner")
+        .count();
+    assert!(count >= 1);
+    let has = |f: &str| {
+        std::fs::read_to_string(f)
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with("aloner "))
+    };
+    assert_eq!(
+        has(&direct),
+        count >= 5,
+        "{count} occurrences, default min-count 5"
+    );
+    let mut args = vec!["train", "--walks", &walks];
+    args.extend_from_slice(&common[4..]);
+    let all = p("all.txt");
+    args.extend_from_slice(&["--min-count", "1", "--output", &all]);
+    crate::common::assert_success(&m2v(&args));
+    assert!(has(&all));
+    // Every node of the walks is written with --min-count 1; fewer with the default.
+    let rows = |f: &str| std::fs::read_to_string(f).unwrap().lines().count();
+    assert!(rows(&all) >= rows(&direct));
+    let mut args = vec!["train", "--walks", &walks];
+    args.extend_from_slice(&common[4..]);
+    args.extend_from_slice(&["--min-count", "1000000", "--output", &all]);
+    let out = m2v(&args);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--min-count"));
+}
+
+#[test]
+fn nodes_sharing_a_name_merge_into_one_token_unless_asked_not_to() {
+    let d = tempfile::tempdir().unwrap();
+    let dir = d.path().join("dbis");
+    std::fs::create_dir_all(&dir).unwrap();
+    write(&dir, "id_author.txt", "1\taAda\r\n2\taBob\r\n");
+    // One venue under two ids, as DBIS lists KDD.
+    write(&dir, "id_conf.txt", "10\tvKDD\r\n11\tvKDD\r\n12\tvICDM\r\n");
+    write(
+        &dir,
+        "paper_author.txt",
+        "100\t1\r\n101\t1\r\n101\t2\r\n102\t2\r\n",
+    );
+    write(&dir, "paper_conf.txt", "100\t10\r\n101\t11\r\n102\t12\r\n");
+    let walks = |merge: Option<&str>| {
+        let out_path = d.path().join("w.txt");
+        let mut args = vec![
+            "walk",
+            "--graph",
+            dir.to_str().unwrap(),
+            "--metapath",
+            "VPAPV",
+            "--walks-per-node",
+            "3",
+            "--walk-length",
+            "9",
+            "--output",
+            out_path.to_str().unwrap(),
+        ];
+        if let Some(m) = merge {
+            args.extend_from_slice(&["--merge-names", m]);
+        }
+        crate::common::assert_success(&m2v(&args));
+        let text = std::fs::read_to_string(&out_path).unwrap();
+        let mut venues: Vec<String> = text
+            .split_whitespace()
+            .filter(|t| t.starts_with('v'))
+            .map(str::to_string)
+            .collect();
+        venues.sort();
+        venues.dedup();
+        venues
+    };
+    // Walks start from every venue id (three starts); the two KDD ids write one token.
+    assert_eq!(walks(None), vec!["vICDM", "vKDD"]);
+    assert_eq!(walks(Some("true")), vec!["vICDM", "vKDD"]);
+    assert_eq!(walks(Some("false")), vec!["vICDM", "vKDD#10", "vKDD#11"]);
+}

@@ -7,14 +7,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tessera::core::progress;
 use tessera::metapath2vec::config::{Metapath2VecConfig, NegativeType, Variant};
-use tessera::metapath2vec::data::{read_graph, Graph};
+use tessera::metapath2vec::data::{read_graph_with, Graph, SameNames};
 use tessera::metapath2vec::eval::{
     classify, cluster_nmi, join, most_similar, read_labels, NamedEmbeddings, TRAIN_FRACTIONS,
 };
 use tessera::metapath2vec::io;
 use tessera::metapath2vec::train::train;
 use tessera::metapath2vec::walk::{
-    generate, parse_metapath, read_walks, write_walks, MetaPath, WalkConfig, WalkStats,
+    generate, parse_metapath, read_walks, tokens_of, write_walks, MetaPath, WalkConfig, WalkStats,
 };
 
 #[derive(Subcommand, Debug)]
@@ -53,6 +53,11 @@ pub struct GraphArgs {
     /// TOML config (keys of `Metapath2VecConfig`); flags override it.
     #[arg(long)]
     pub config: Option<PathBuf>,
+    /// AMiner/DBIS: write nodes that share a name (KDD has two venue ids, WWW five) as one
+    /// token, as the authors' walk script does; `false` writes them apart as `name#id`
+    /// [config: merge_names = true].
+    #[arg(long, value_name = "BOOL")]
+    pub merge_names: Option<bool>,
 }
 
 #[derive(Args, Debug)]
@@ -79,8 +84,9 @@ pub struct TrainArgs {
     /// plain (metapath2vec) or plusplus (metapath2vec++) [plain].
     #[arg(long, value_enum)]
     pub variant: Option<Variant>,
-    /// For plusplus: negatives of the predicted node's type (the paper) or of the input
-    /// token's type (the authors' C++ tool) [predicted].
+    /// For plusplus: negatives of the input node's type (the authors' C++ tool, whose output
+    /// the paper's similarity tables show) or of the predicted node's type (the paper's
+    /// equation 6; needs a smaller --alpha, e.g. 0.001, on DBIS) [input].
     #[arg(long, value_enum)]
     pub negative_type: Option<NegativeType>,
     /// Embedding dimension [128].
@@ -98,9 +104,16 @@ pub struct TrainArgs {
     /// Starting learning rate [0.025].
     #[arg(long)]
     pub alpha: Option<f64>,
-    /// Frequent-node subsampling threshold, e.g. 1e-3 [0: off].
+    /// Frequent-node subsampling threshold [1e-3, the authors' tool's default; 0: off].
     #[arg(long)]
     pub sample: Option<f64>,
+    /// Drop nodes occurring fewer times in the walks [5, the authors' tool's default].
+    #[arg(long)]
+    pub min_count: Option<u64>,
+    /// Draw each position's window from 1..=k as word2vec does (the authors' tool uses the
+    /// full window) [config: window_shrink = false].
+    #[arg(long)]
+    pub window_shrink: bool,
     /// Output: `.txt` for word2vec text format, anything else for safetensors.
     #[arg(long)]
     pub output: PathBuf,
@@ -160,6 +173,7 @@ fn base_config(g: &GraphArgs) -> Result<Metapath2VecConfig> {
     set_if_some!(cfg.walks_per_node, g.walks_per_node);
     set_if_some!(cfg.walk_length, g.walk_length);
     set_if_some!(cfg.seed, g.seed);
+    set_if_some!(cfg.merge_names, g.merge_names);
     anyhow::ensure!(cfg.walk_length >= 2, "--walk-length must be at least 2");
     Ok(cfg)
 }
@@ -177,7 +191,12 @@ fn walk_graph(
         bail!("--metapath is required (e.g. APVPA, or movie-user-movie)");
     }
     let t0 = Instant::now();
-    let graph = read_graph(path)?;
+    let same_names = if cfg.merge_names {
+        SameNames::Merged
+    } else {
+        SameNames::Distinct
+    };
+    let graph = read_graph_with(path, same_names)?;
     if !quiet {
         let types: Vec<String> = (0..graph.num_types())
             .map(|t| {
@@ -257,6 +276,8 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.epochs, a.epochs);
     set_if_some!(cfg.alpha, a.alpha);
     set_if_some!(cfg.sample, a.sample);
+    set_if_some!(cfg.min_count, a.min_count);
+    cfg.window_shrink |= a.window_shrink;
     anyhow::ensure!(
         cfg.dim > 0 && cfg.window > 0,
         "--dim and --window must be positive"
@@ -278,16 +299,27 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
             if let Some(p) = &a.save_walks {
                 write_walks(p, &graph, &walks)?;
             }
-            let n = graph.num_types();
-            (graph.names, graph.node_type, n, walks, stats, secs)
+            // Numbered as the walk file would be read back: `train --graph` and `walk` +
+            // `train --walks` train on the same tokens.
+            let (vocab, walks) = tokens_of(&graph, &walks)?;
+            let n = vocab.type_codes.len();
+            (vocab.names, vocab.node_type, n, walks, stats, secs)
         }
     };
-    let total = walks.tokens.len() as u64 * cfg.epochs as u64;
+    let min_count = cfg.min_count.max(1);
+    let counts = tessera::metapath2vec::train::node_counts(&walks, names.len());
+    anyhow::ensure!(
+        counts.iter().any(|&c| c >= min_count),
+        "no node occurs {min_count} times in the walks (--min-count): nothing to train on"
+    );
+    let total = counts.iter().filter(|&&c| c >= min_count).sum::<u64>() * cfg.epochs as u64;
     let pb = progress::bar(total, "skip-gram", quiet);
     let (emb, stats) = train(&walks, &node_type, num_types, &cfg, threads, &|w| pb.inc(w));
     pb.finish_and_clear();
-    // Nodes that never occur in a walk keep their random initial vector: leave them out.
-    let keep: Vec<usize> = (0..names.len()).filter(|&i| emb.counts[i] > 0).collect();
+    // Nodes under the minimum count were not trained (their vector is random): leave them out.
+    let keep: Vec<usize> = (0..names.len())
+        .filter(|&i| emb.counts[i] >= min_count)
+        .collect();
     let out = NamedEmbeddings {
         names: keep.iter().map(|&i| names[i].clone()).collect(),
         dim: emb.dim,

@@ -15,10 +15,14 @@ pub enum Variant {
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum NegativeType {
-    /// The node being predicted (the context node), as the paper defines metapath2vec++.
-    Predicted,
-    /// The input token, as the authors' C++ tool does (`-pp 1`); for comparison only.
+    /// The input node's type, as the authors' C++ tool draws them (`-pp 1`; the default). The
+    /// paper's similarity-search tables come from that tool.
     Input,
+    /// The predicted (context) node's type, as the paper's equation 6 writes metapath2vec++.
+    /// With word2vec's learning rate (0.025) on DBIS this gives low similarities and, as nearest
+    /// venues, small venues sharing a few authors; at `alpha` 0.001 its lists come close to the
+    /// authors' tool's (`docs/results.md`).
+    Predicted,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,11 +43,22 @@ pub struct Metapath2VecConfig {
     pub epochs: usize,
     /// Starting learning rate, decayed linearly to `alpha * 1e-4` (word2vec's skip-gram: 0.025).
     pub alpha: f64,
-    /// Frequent-node subsampling threshold (word2vec's `-sample`); 0 disables it (default, as
-    /// the authors' runs).
+    /// Frequent-node subsampling threshold (word2vec's `-sample`, the authors' tool's default
+    /// 1e-3): a node making up a fraction f of the walks' tokens is kept with probability
+    /// `(sqrt(f / sample) + 1) * sample / f`; 0 disables it.
     pub sample: f64,
+    /// Nodes occurring fewer times in the walks are dropped from them before training and get
+    /// no embedding (word2vec's and the authors' tool's `-min-count`, default 5).
+    pub min_count: u64,
+    /// Draw each position's window from 1..=window (word2vec's `b = rand % window`). The
+    /// authors' tool always uses the full window (`b = 0`), the default here.
+    pub window_shrink: bool,
     pub variant: Variant,
     pub negative_type: NegativeType,
+    /// AMiner/DBIS graphs: nodes that share a name (KDD has two venue ids in DBIS, WWW five) are
+    /// written as one token and so get one embedding, as the authors' walk script does (it
+    /// walks by id and writes names). False keeps them apart as `name#id`.
+    pub merge_names: bool,
 }
 
 impl Default for Metapath2VecConfig {
@@ -57,9 +72,12 @@ impl Default for Metapath2VecConfig {
             negatives: 5,
             epochs: 1,
             alpha: 0.025,
-            sample: 0.0,
+            sample: 1e-3,
+            min_count: 5,
+            window_shrink: false,
             variant: Variant::Plain,
-            negative_type: NegativeType::Predicted,
+            negative_type: NegativeType::Input,
+            merge_names: true,
         }
     }
 }

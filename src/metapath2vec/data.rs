@@ -324,11 +324,27 @@ fn read_pairs(path: &Path, fields: [&str; 2]) -> Result<Vec<(String, String)>> {
     Ok(out)
 }
 
+/// How nodes that share a name are written (in walk files and embeddings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SameNames {
+    /// Renamed `name#id`: distinct tokens, distinct embeddings.
+    Distinct,
+    /// Kept as they are, so they become one token (one embedding) when walks are trained: what
+    /// the authors' walk script does (it walks by id and writes names). DBIS lists KDD under two
+    /// ids and WWW under five.
+    Merged,
+}
+
 /// The AMiner/DBIS directory: `id_author.txt`, `id_conf.txt`, `paper_author.txt`,
 /// `paper_conf.txt`. Authors and venues keep the names of the files (already type-prefixed:
 /// `aJohnSmith`, `vKDD`); papers are named `p<id>`. Authors or venues sharing a name stay
-/// distinct nodes, renamed `name#id`.
+/// distinct nodes of the graph (walks go by id), written `name#id`.
 pub fn read_aminer(dir: &Path) -> Result<Graph> {
+    read_aminer_with(dir, SameNames::Distinct)
+}
+
+/// [`read_aminer`], with nodes that share a name written as `same_names` says.
+pub fn read_aminer_with(dir: &Path, same_names: SameNames) -> Result<Graph> {
     let mut g = GraphBuilder::default();
     let (ta, tp, tv) = (
         g.node_type("author")?,
@@ -383,11 +399,13 @@ pub fn read_aminer(dir: &Path) -> Result<Graph> {
             g.edge(pn, xn, 1.0);
         }
     }
-    let renamed = g.disambiguate(&keys);
-    if renamed > 0 {
-        eprintln!(
-            "note: {renamed} nodes share a name with another node; they are written as name#id"
-        );
+    if same_names == SameNames::Distinct {
+        let renamed = g.disambiguate(&keys);
+        if renamed > 0 {
+            eprintln!(
+                "note: {renamed} nodes share a name with another node; they are written as name#id"
+            );
+        }
     }
     Ok(g.build())
 }
@@ -535,9 +553,15 @@ pub fn read_ml100k(dir: &Path) -> Result<Graph> {
 
 /// Read a graph from a DBIS/AMiner directory, a RecBole ml-100k directory, or an edge-list file.
 pub fn read_graph(path: &Path) -> Result<Graph> {
+    read_graph_with(path, SameNames::Distinct)
+}
+
+/// [`read_graph`]; in an AMiner/DBIS directory nodes that share a name are written as
+/// `same_names` says (the other formats name nodes by id, so no two share a name).
+pub fn read_graph_with(path: &Path, same_names: SameNames) -> Result<Graph> {
     if path.is_dir() {
         if path.join("id_author.txt").exists() {
-            return read_aminer(path);
+            return read_aminer_with(path, same_names);
         }
         if path.join("ml-100k.inter").exists() {
             return read_ml100k(path);

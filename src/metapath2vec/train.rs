@@ -15,7 +15,7 @@ const STREAM_SGD: u64 = 32;
 const LR_UPDATE_EVERY: u64 = 10_000;
 
 /// Trained input vectors (the embeddings) of every node, and how often each node occurs in the
-/// walks (a node that never occurs keeps its random initial vector).
+/// walks (a node that occurs fewer than `min_count` times keeps its random initial vector).
 pub struct Embeddings {
     pub dim: usize,
     pub vectors: Vec<f32>,
@@ -43,8 +43,9 @@ impl NoiseTables {
     /// unigram^0.75 over node occurrence counts in the walks.
     pub fn new(counts: &[u64], node_type: &[u8], num_types: usize) -> Self {
         let w: Vec<f64> = counts.iter().map(|&c| (c as f64).powf(0.75)).collect();
+        // With no node to draw (nothing left to train on) every draw falls back to node 0.
         let all = AliasTable::new((0..counts.len() as u32).collect(), &w)
-            .expect("walks hold at least one node");
+            .unwrap_or_else(|| AliasTable::new(vec![0], &[1.0]).expect("one positive weight"));
         let per_type = (0..num_types)
             .map(|t| {
                 let ids: Vec<u32> = (0..counts.len() as u32)
@@ -89,12 +90,18 @@ pub fn train(
     let n = node_type.len();
     let d = cfg.dim;
     let counts = node_counts(walks, n);
-    let noise = NoiseTables::new(&counts, node_type, num_types);
+    // Nodes under the minimum count leave the walks (and the noise distribution) altogether.
+    let frequent = |w: u32| counts[w as usize] >= cfg.min_count.max(1);
+    let train_counts: Vec<u64> = (0..n as u32)
+        .map(|w| if frequent(w) { counts[w as usize] } else { 0 })
+        .collect();
+    let noise = NoiseTables::new(&train_counts, node_type, num_types);
     let syn0 = SharedMatrix::uniform(n, d, &mut rng_for(cfg.seed, STREAM_INIT, 0));
     let syn1 = SharedMatrix::zeros(n, d);
     let sigmoid = Sigmoid::default();
-    let total_words: u64 = walks.tokens.len() as u64 * cfg.epochs as u64;
-    let total_count: f64 = walks.tokens.len() as f64;
+    let train_words: u64 = train_counts.iter().sum();
+    let total_words: u64 = train_words * cfg.epochs as u64;
+    let total_count: f64 = train_words as f64;
     let processed = AtomicU64::new(0);
     let threads = threads.max(1);
     let started = std::time::Instant::now();
@@ -118,7 +125,12 @@ pub fn train(
             for wi in lo..hi {
                 let walk = walks.get(wi);
                 kept.clear();
+                let mut words = 0u64;
                 for &w in walk {
+                    if train_counts[w as usize] == 0 {
+                        continue;
+                    }
+                    words += 1;
                     if cfg.sample > 0.0 {
                         let f = counts[w as usize] as f64;
                         let s = cfg.sample * total_count;
@@ -129,7 +141,7 @@ pub fn train(
                     }
                     kept.push(w);
                 }
-                local_words += walk.len() as u64;
+                local_words += words;
                 if local_words >= LR_UPDATE_EVERY {
                     let done = processed.fetch_add(local_words, Ordering::Relaxed) + local_words;
                     on_progress(local_words);
@@ -138,8 +150,11 @@ pub fn train(
                     alpha = (cfg.alpha * (1.0 - frac)).max(cfg.alpha * 1e-4) as f32;
                 }
                 for (i, &center) in kept.iter().enumerate() {
-                    let b = rng.below(cfg.window.max(1));
-                    let reach = cfg.window - b;
+                    let reach = if cfg.window_shrink {
+                        cfg.window - rng.below(cfg.window.max(1))
+                    } else {
+                        cfg.window
+                    };
                     let from = i.saturating_sub(reach);
                     let to = (i + reach).min(kept.len() - 1);
                     for (j, &ctx) in kept.iter().enumerate().take(to + 1).skip(from) {

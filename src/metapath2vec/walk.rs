@@ -180,20 +180,72 @@ pub fn write_walks(path: &Path, graph: &Graph, walks: &Walks) -> Result<()> {
     })
 }
 
-/// A vocabulary built from a walk file: tokens in order of first appearance; a token's type is
-/// its first character.
+/// A vocabulary built from walks: tokens in order of first appearance; a token's type is its
+/// first character, types numbered in order of first appearance.
 #[derive(Debug, Clone, Default)]
 pub struct Vocab {
     pub names: Vec<String>,
     pub node_type: Vec<u8>,
     pub type_codes: Vec<char>,
+    index: std::collections::HashMap<String, u32>,
+}
+
+impl Vocab {
+    /// The id of `tok`, added when new. `None` when it would be a 256th type.
+    fn intern(&mut self, tok: &str) -> Option<u32> {
+        if let Some(&id) = self.index.get(tok) {
+            return Some(id);
+        }
+        let c = tok.chars().next()?;
+        let t = match self.type_codes.iter().position(|&x| x == c) {
+            Some(t) => t as u8,
+            None if self.type_codes.len() < 255 => {
+                self.type_codes.push(c);
+                (self.type_codes.len() - 1) as u8
+            }
+            None => return None,
+        };
+        let id = self.names.len() as u32;
+        self.names.push(tok.to_string());
+        self.node_type.push(t);
+        self.index.insert(tok.to_string(), id);
+        Some(id)
+    }
+}
+
+/// The walks as the tokens a walk file of them holds, numbered as [`read_walks`] numbers them:
+/// nodes that share a name become one token, and training on the result equals training on the
+/// written file.
+pub fn tokens_of(graph: &Graph, walks: &Walks) -> Result<(Vocab, Walks)> {
+    let mut vocab = Vocab::default();
+    let mut id_of: Vec<Option<u32>> = vec![None; graph.num_nodes()];
+    let mut tokens = Vec::with_capacity(walks.tokens.len());
+    for &n in &walks.tokens {
+        let id = match id_of[n as usize] {
+            Some(id) => id,
+            None => {
+                let id = vocab
+                    .intern(&graph.names[n as usize])
+                    .context("more than 255 node types")?;
+                id_of[n as usize] = Some(id);
+                id
+            }
+        };
+        tokens.push(id);
+    }
+    Ok((
+        vocab,
+        Walks {
+            tokens,
+            offsets: walks.offsets.clone(),
+        },
+    ))
 }
 
 /// Read a walk file (ours or the original tool's). Tokens of one character, or of a type whose
 /// code collides, are accepted as they are; every token's type is its first character.
 pub fn read_walks(path: &Path) -> Result<(Vocab, Walks)> {
     let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut index: std::collections::HashMap<String, u32> = std::collections::HashMap::new();
     let mut vocab = Vocab::default();
     let mut walks = Walks {
         tokens: Vec::new(),
@@ -208,31 +260,13 @@ pub fn read_walks(path: &Path) -> Result<(Vocab, Walks)> {
             continue;
         }
         for tok in line.split_whitespace() {
-            let id = match index.get(tok) {
-                Some(&id) => id,
-                None => {
-                    let c = tok.chars().next().expect("non-empty token");
-                    let t = match vocab.type_codes.iter().position(|&x| x == c) {
-                        Some(t) => t as u8,
-                        None => {
-                            if vocab.type_codes.len() >= 255 {
-                                bail!(crate::core::error::InputError::new(
-                                    path,
-                                    i + 1,
-                                    None,
-                                    "more than 255 node types"
-                                ));
-                            }
-                            vocab.type_codes.push(c);
-                            (vocab.type_codes.len() - 1) as u8
-                        }
-                    };
-                    let id = vocab.names.len() as u32;
-                    vocab.names.push(tok.to_string());
-                    vocab.node_type.push(t);
-                    index.insert(tok.to_string(), id);
-                    id
-                }
+            let Some(id) = vocab.intern(tok) else {
+                bail!(crate::core::error::InputError::new(
+                    path,
+                    i + 1,
+                    None,
+                    "more than 255 node types"
+                ));
             };
             walks.tokens.push(id);
         }
