@@ -104,9 +104,9 @@ for q in queries:
     both = set(a[q]) & set(t[q])
     total += len(both)
     print(f"\n{q}: {len(both)}/10 in common")
-    print(f"  {'authors C++':<36}{'Tessera':<36}")
+    print(f"  {'authors C++':<46}{'Tessera':<46}")
     for x, y in zip(a[q], t[q]):
-        print(f"  {x[1:]:<36}{y[1:]:<36}")
+        print(f"  {x[1:][:44]:<46}{y[1:][:44]:<46}")
 print(f"\nmean overlap of the top-10 venues: {total / len(queries):.1f}/10")
 if raw:
     same = sum(len(set(raw[q]) & set(a[q])) for q in queries) / len(queries)

@@ -17,6 +17,10 @@ fn main() {
     // frees and reallocates the same buffers, and re-faulting them cost ~15% of the step.
     // SAFETY: sets a process-wide allocator option; called before any other thread exists.
     unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    // Output piped into `head` ends the process quietly as it does any Unix tool, instead of
+    // Rust's default (SIGPIPE ignored, so the next print panics on a broken pipe).
+    // SAFETY: restores the default disposition of one signal before any thread exists.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = cli::Cli::parse();
     if let Err(e) = cli::run(args) {
         if let Some(i) = e.downcast_ref::<tessera::core::trainer::Interrupted>() {

@@ -177,30 +177,76 @@ impl Bert4RecConfig {
         toml::to_string_pretty(self).expect("config serialises")
     }
 
+    /// Every setting within its range, each refused with its key (and flag) named.
     pub fn validate(&self) -> Result<()> {
+        use crate::core::validate::*;
         let m = &self.model;
-        anyhow::ensure!(
-            m.hidden > 0 && m.heads > 0,
-            "model.hidden and model.heads must be positive"
-        );
+        at_least_one("model.hidden (--hidden)", m.hidden)?;
+        at_least_one("model.heads (--heads)", m.heads)?;
         anyhow::ensure!(
             m.hidden.is_multiple_of(m.heads),
-            "model.hidden ({}) must be divisible by model.heads ({})",
+            "model.hidden (--hidden) {} must be divisible by model.heads (--heads) {}",
             m.hidden,
             m.heads
         );
-        anyhow::ensure!(m.max_len >= 2, "model.max_len must be at least 2");
+        at_least_one("model.intermediate", m.intermediate)?;
+        int_in("model.max_len (--max-len)", m.max_len, 2, 1 << 16)?;
+        probability_below_one("model.hidden_dropout (--dropout)", m.hidden_dropout)?;
+        probability_below_one("model.attention_dropout (--dropout)", m.attention_dropout)?;
+        positive("model.layer_norm_eps", m.layer_norm_eps)?;
+        positive("model.init_std", m.init_std)?;
         let t = &self.train;
+        proportion("train.mask_prob (--mask-prob)", t.mask_prob)?;
+        at_least_one("train.max_predictions", t.max_predictions)?;
+        at_least_one("train.batch_size (--batch-size)", t.batch_size)?;
+        at_least_one("train.dupe_factor", t.dupe_factor)?;
         anyhow::ensure!(
-            t.mask_prob > 0.0 && t.mask_prob <= 1.0,
-            "train.mask_prob must be in (0, 1]"
+            (0.0..=1.0).contains(&t.sliding_window),
+            "train.sliding_window must be between 0 and 1, got {}",
+            t.sliding_window
         );
-        anyhow::ensure!(t.batch_size > 0, "train.batch_size must be positive");
-        anyhow::ensure!(t.lr > 0.0, "train.lr must be positive");
-        anyhow::ensure!(
-            (0.0..1.0).contains(&m.hidden_dropout) && (0.0..1.0).contains(&m.attention_dropout),
-            "dropout must be in [0, 1)"
-        );
+        positive("train.lr (--lr)", t.lr)?;
+        non_negative("train.weight_decay", t.weight_decay)?;
+        non_negative("train.clip_grad_norm", t.clip_grad_norm)?;
+        at_least_one("train.max_epochs (--epochs)", t.max_epochs)?;
+        at_least_one("train.patience (--patience)", t.patience)?;
+        if t.loss == LossKind::Sampled {
+            at_least_one(
+                "train.sampled_negatives (--sampled-negatives)",
+                t.sampled_negatives,
+            )?;
+        }
+        at_least_one("eval.batch_size", self.eval.batch_size)?;
         Ok(())
+    }
+
+    /// Refuse a model and training batch that would not fit in memory for `num_items` items:
+    /// weights, gradients and Adam's two moments, plus the activations of a batch (the full
+    /// softmax's logits dominate for large catalogues).
+    pub fn check_memory(&self, num_items: usize) -> Result<()> {
+        use crate::core::validate::{fits_in_memory, product};
+        let m = &self.model;
+        let t = &self.train;
+        let params = product(&[num_items + 2, m.hidden])
+            + product(&[m.max_len, m.hidden])
+            + m.layers as f64
+                * (4.0 * product(&[m.hidden, m.hidden])
+                    + 2.0 * product(&[m.hidden, m.intermediate]));
+        let rows = product(&[t.batch_size, m.max_len]);
+        let activations = rows
+            * (m.layers as f64 * (8.0 * m.hidden as f64 + m.intermediate as f64))
+            + rows * m.heads as f64 * m.max_len as f64 * m.layers as f64
+            + product(&[t.batch_size, t.max_predictions.min(m.max_len)])
+                * match t.loss {
+                    LossKind::Full => num_items as f64,
+                    LossKind::Sampled => t.sampled_negatives as f64,
+                };
+        fits_in_memory(
+            &format!(
+                "a BERT4Rec of {num_items} items (model.hidden {}, model.layers {}, model.max_len {}, train.batch_size {})",
+                m.hidden, m.layers, m.max_len, t.batch_size
+            ),
+            4.0 * (4.0 * params + 3.0 * activations),
+        )
     }
 }

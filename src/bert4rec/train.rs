@@ -223,6 +223,7 @@ pub fn train(
     opts: &RunOptions,
 ) -> Result<TrainSummary> {
     cfg.validate()?;
+    cfg.check_memory(data.num_items())?;
     let ad = device.clone().autodiff();
     run.write_atomic(ITEMS, (data.items.join("\n") + "\n").as_bytes())?;
     device.seed(derive_seed(cfg.seed, STREAM_INIT, 0));

@@ -56,7 +56,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub patience: Option<usize>,
     /// Peak learning rate [train.lr: 1e-4].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Warm-up steps [train.warmup_steps: 100].
     #[arg(long)]
@@ -65,7 +65,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub batch_size: Option<usize>,
     /// Mask proportion p [train.mask_prob: 0.2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub mask_prob: Option<f64>,
     /// Loss: full softmax or sampled softmax [train.loss: full].
     #[arg(long, value_enum)]
@@ -86,7 +86,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub heads: Option<usize>,
     /// Dropout on hidden states and attention [model.*_dropout: 0.2].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub dropout: Option<f64>,
     /// Drop users with fewer interactions [data.min_user_count: 5].
     #[arg(long)]
@@ -119,7 +119,7 @@ pub struct EvalArgs {
     pub keep_seen: bool,
     /// The paper's sampled protocol: rank against N negatives drawn by popularity (N = 100 in
     /// the paper). Labelled `sampled` in the output.
-    #[arg(long, num_args = 0..=1, default_missing_value = "100")]
+    #[arg(long, num_args = 0..=1, default_missing_value = "100", value_parser = super::at_least_one())]
     pub sampled: Option<usize>,
     /// Data file, if it moved since training.
     #[arg(long)]
@@ -142,7 +142,7 @@ pub struct RecommendArgs {
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// How many items.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
     pub k: usize,
     /// Allow items the user already interacted with.
     #[arg(long)]
@@ -163,6 +163,13 @@ pub fn run(cmd: Command) -> Result<()> {
 }
 
 fn resolve_config(a: &TrainArgs) -> Result<Bert4RecConfig> {
+    let checkpoint = a.run_dir.join(tessera::core::trainer::CHECKPOINT);
+    if a.resume && !checkpoint.exists() {
+        bail!(
+            "cannot resume: {} does not exist (train without --resume first)",
+            checkpoint.display()
+        );
+    }
     let mut cfg = match (&a.config, a.resume) {
         (Some(p), _) => Bert4RecConfig::from_toml_file(p)?,
         (None, true) => Bert4RecConfig::from_toml_file(&a.run_dir.join(CONFIG))?,
@@ -318,7 +325,10 @@ fn print_table(model: &EvalResult, pop: &EvalResult, label: &str, filtered: bool
 
 fn open_run(run_dir: &Path) -> Result<(RunDir, Bert4RecConfig)> {
     let run = RunDir::open(run_dir)?;
-    let cfg = Bert4RecConfig::from_toml_file(&run.file(CONFIG))?;
+    let path = run.file(CONFIG);
+    let cfg = Bert4RecConfig::from_toml_file(&path)?;
+    cfg.validate()
+        .with_context(|| format!("{}", path.display()))?;
     Ok((run, cfg))
 }
 

@@ -102,10 +102,10 @@ pub struct TrainArgs {
     #[arg(long)]
     pub epochs: Option<usize>,
     /// Starting learning rate [0.025].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub alpha: Option<f64>,
     /// Frequent-node subsampling threshold [1e-3, the authors' tool's default; 0: off].
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub sample: Option<f64>,
     /// Drop nodes occurring fewer times in the walks [5, the authors' tool's default].
     #[arg(long)]
@@ -131,10 +131,10 @@ pub struct EvalArgs {
     #[arg(long)]
     pub labels: PathBuf,
     /// Random splits per training fraction.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
     pub repeats: usize,
     /// k-means runs for NMI.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
     pub runs: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -149,7 +149,7 @@ pub struct SimilarArgs {
     /// Node name as in the embeddings file (e.g. `vKDD`).
     #[arg(long)]
     pub node: String,
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::at_least_one())]
     pub k: usize,
     /// Only neighbours of this type, given by its code (the first character of its tokens,
     /// e.g. `v` for venues).
@@ -174,7 +174,7 @@ fn base_config(g: &GraphArgs) -> Result<Metapath2VecConfig> {
     set_if_some!(cfg.walk_length, g.walk_length);
     set_if_some!(cfg.seed, g.seed);
     set_if_some!(cfg.merge_names, g.merge_names);
-    anyhow::ensure!(cfg.walk_length >= 2, "--walk-length must be at least 2");
+    cfg.validate()?;
     Ok(cfg)
 }
 
@@ -225,6 +225,18 @@ fn walk_graph(
         .iter()
         .map(|m| parse_metapath(&graph, m))
         .collect::<Result<_>>()?;
+    let starts: usize = mps
+        .iter()
+        .map(|m| graph.node_type.iter().filter(|&&t| t == m.types[0]).count())
+        .sum();
+    // Each token is held twice while the walks are assembled.
+    tessera::core::validate::fits_in_memory(
+        &format!(
+            "{starts} start nodes x {} walks (--walks-per-node) x {} nodes (--walk-length)",
+            cfg.walks_per_node, cfg.walk_length
+        ),
+        8.0 * tessera::core::validate::product(&[starts, cfg.walks_per_node, cfg.walk_length]),
+    )?;
     let t1 = Instant::now();
     let (walks, stats) = generate(
         &graph,
@@ -278,10 +290,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.sample, a.sample);
     set_if_some!(cfg.min_count, a.min_count);
     cfg.window_shrink |= a.window_shrink;
-    anyhow::ensure!(
-        cfg.dim > 0 && cfg.window > 0,
-        "--dim and --window must be positive"
-    );
+    cfg.validate()?;
     let quiet = a.common.json;
     let (names, node_type, num_types, walks, walk_stats, walk_seconds) = match &a.walks {
         Some(p) => {
@@ -313,6 +322,14 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
         "no node occurs {min_count} times in the walks (--min-count): nothing to train on"
     );
     let total = counts.iter().filter(|&&c| c >= min_count).sum::<u64>() * cfg.epochs as u64;
+    tessera::core::validate::fits_in_memory(
+        &format!(
+            "{} vectors of --dim {} (input and output)",
+            names.len(),
+            cfg.dim
+        ),
+        8.0 * tessera::core::validate::product(&[names.len(), cfg.dim]),
+    )?;
     let pb = progress::bar(total, "skip-gram", quiet);
     let (emb, stats) = train(&walks, &node_type, num_types, &cfg, threads, &|w| pb.inc(w));
     pb.finish_and_clear();

@@ -103,7 +103,7 @@ fn cmd_plot(a: PlotArgs) -> Result<()> {
 #[derive(Args, Debug, Clone)]
 pub struct Common {
     /// Worker threads for the CPU backend and data work [default: all cores].
-    #[arg(long, global = true)]
+    #[arg(long, global = true, value_parser = parse_threads)]
     pub threads: Option<usize>,
     /// Compute device: cpu (burn flex), wgpu or cuda (when compiled with that feature).
     #[arg(long, default_value = "cpu", global = true)]
@@ -111,6 +111,18 @@ pub struct Common {
     /// Print machine-readable JSON on stdout instead of tables (and no progress bars).
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+fn parse_threads(s: &str) -> Result<usize, String> {
+    let n: usize = s.parse().map_err(|e| format!("{e}"))?;
+    tessera::core::validate::threads(n)
+        .map(|_| n)
+        .map_err(|e| e.to_string())
+}
+
+/// A value parser for counts that must be at least 1 (`--k`, `--batch-size`, ...).
+fn at_least_one() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..)
 }
 
 /// A settings struct from a `--config` TOML file, or its defaults when none is given.
@@ -147,7 +159,7 @@ pub struct TrainFlags {
     pub seed: Option<u64>,
     #[arg(long)]
     pub epochs: Option<usize>,
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     #[arg(long)]
     pub batch_size: Option<usize>,

@@ -42,7 +42,7 @@ pub struct ModelArgs {
     #[arg(long)]
     pub max_len: Option<usize>,
     /// Texts per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one())]
     pub batch_size: usize,
     #[command(flatten)]
     pub common: Common,
@@ -88,7 +88,7 @@ pub struct FillMaskArgs {
     #[arg(long)]
     pub input: Option<PathBuf>,
     /// Candidates per mask.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::at_least_one())]
     pub top_k: usize,
 }
 
@@ -101,7 +101,7 @@ pub struct VocabArgs {
     #[arg(long)]
     pub output: PathBuf,
     /// Vocabulary size, special tokens included.
-    #[arg(long, default_value_t = 30_522)]
+    #[arg(long, default_value_t = 30_522, value_parser = super::at_least_one())]
     pub vocab_size: usize,
     /// Minimum count of a merged piece.
     #[arg(long, default_value_t = 2)]
@@ -133,7 +133,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub valid_lines: Option<usize>,
     /// Cut longer lines to this many tokens [default: 128].
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = 128, value_parser = super::at_least_one())]
     pub max_len: usize,
     /// Settings (`--config` TOML: seed, mask_prob, lr, ...) and resuming.
     #[command(flatten)]
@@ -387,7 +387,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.batch_size, a.run.batch_size);
     set_if_some!(cfg.valid_lines, a.valid_lines);
     cfg.selection = a.run.selection(cfg.selection.take())?;
-    anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
+    cfg.validate()?;
     let (model, bert_cfg, tok) = match (&a.model, &a.vocab) {
         (Some(dir), None) => {
             let tm = load_model_dir(dir, Some(a.max_len), &device)?;

@@ -39,7 +39,7 @@ pub struct PredictArgs {
     #[arg(long, required = true, num_args = 1..)]
     pub input: Vec<PathBuf>,
     /// Classes to list per image.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::at_least_one())]
     pub top_k: usize,
     /// Write the class token's attention over the first image's patches as a PNG overlay.
     #[arg(long)]
@@ -65,12 +65,12 @@ pub struct BenchArgs {
     #[arg(long)]
     pub patch: Option<usize>,
     /// Image side in pixels.
-    #[arg(long, default_value_t = 224)]
+    #[arg(long, default_value_t = 224, value_parser = super::at_least_one())]
     pub image: usize,
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::at_least_one())]
     pub batch: usize,
     /// Timed repetitions (the median is reported) after one untimed warm-up.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 5, value_parser = super::at_least_one())]
     pub repeats: usize,
     #[command(flatten)]
     pub common: Common,
@@ -87,7 +87,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub test_data: Option<PathBuf>,
     /// Fraction held out when there is no --test-data.
-    #[arg(long, default_value_t = 0.1)]
+    #[arg(long, default_value_t = 0.1, allow_negative_numbers = true)]
     pub test_fraction: f64,
     #[arg(long)]
     pub run_dir: PathBuf,
@@ -120,6 +120,13 @@ pub struct EvalArgs {
     /// a larger share of the row).
     #[arg(long)]
     pub confusion_png: Option<PathBuf>,
+    /// The training data, if it moved since training (the run's split.json records its
+    /// absolute path; the held-out indices still apply).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// The --test-data of training, if it moved.
+    #[arg(long)]
+    pub test_data: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -271,21 +278,23 @@ fn sized_preset(
 }
 
 /// Train and test sets, and the split recorded for `eval`.
+/// `path` made absolute (so that a run's split.json is found from any directory).
+fn absolute(path: &std::path::Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
 fn data_sets(a: &TrainArgs, seed: u64) -> Result<(ImageSet, ImageSet, serde_json::Value)> {
     let all = read_images(&a.data, false)?;
     Ok(match &a.test_data {
         Some(t) => {
             let test = read_images(t, true)?;
-            let split = serde_json::json!({"data": a.data, "test_data": t});
+            let split = serde_json::json!({"data": absolute(&a.data), "test_data": absolute(t)});
             (all, test, split)
         }
         None => {
-            anyhow::ensure!(
-                a.test_fraction > 0.0 && a.test_fraction < 1.0,
-                "--test-fraction must be in (0, 1)"
-            );
+            tessera::core::validate::open_fraction("--test-fraction", a.test_fraction)?;
             let (tr, te) = stratified_split(&all.labels, a.test_fraction, seed);
-            let split = serde_json::json!({"data": a.data, "test_fraction": a.test_fraction,
+            let split = serde_json::json!({"data": absolute(&a.data), "test_fraction": a.test_fraction,
                 "seed": seed, "test_indices": te});
             (all.subset(&tr), all.subset(&te), split)
         }
@@ -302,7 +311,7 @@ fn cmd_train(a: TrainArgs) -> Result<()> {
     set_if_some!(cfg.lr, a.run.lr);
     set_if_some!(cfg.batch_size, a.run.batch_size);
     cfg.selection = a.run.selection(cfg.selection.take())?;
-    anyhow::ensure!(cfg.batch_size > 0, "batch size must be positive");
+    cfg.validate()?;
     let (mut train, mut test, split) = data_sets(&a, cfg.seed)?;
     let (model, model_cfg) = match &a.model {
         Some(dir) => {
@@ -381,17 +390,50 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let run = RunDir::open(&a.run_dir)?;
+    let train_toml = run.file("train.toml");
     let cfg: VitTrainConfig = toml::from_str(
-        &std::fs::read_to_string(run.file("train.toml")).context("the run has no train.toml")?,
-    )?;
-    let split: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(run.file("split.json"))?)?;
-    let data = PathBuf::from(split["data"].as_str().context("split.json lacks data")?);
-    let test = match split.get("test_data").and_then(|t| t.as_str()) {
-        Some(t) => read_images(&PathBuf::from(t), true)?,
+        &std::fs::read_to_string(&train_toml)
+            .with_context(|| format!("cannot read {}", train_toml.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", train_toml.display()))?;
+    cfg.validate()
+        .with_context(|| format!("{}", train_toml.display()))?;
+    let split_path = run.file("split.json");
+    let split: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(&split_path)
+            .with_context(|| format!("cannot read {}", split_path.display()))?,
+    )
+    .with_context(|| format!("{}: not JSON", split_path.display()))?;
+    let recorded = |key: &str| -> Result<PathBuf> {
+        split[key]
+            .as_str()
+            .map(PathBuf::from)
+            .with_context(|| format!("{}: field `{key}` is missing", split_path.display()))
+    };
+    let test = match split.get("test_data") {
+        Some(_) => read_images(
+            &a.test_data
+                .clone()
+                .map_or_else(|| recorded("test_data"), Ok)?,
+            true,
+        )?,
         None => {
-            let idx: Vec<usize> = serde_json::from_value(split["test_indices"].clone())?;
-            read_images(&data, false)?.subset(&idx)
+            let idx: Vec<usize> = serde_json::from_value(split["test_indices"].clone())
+                .with_context(|| {
+                    format!(
+                        "{}: field `test_indices` is not a list of indices",
+                        split_path.display()
+                    )
+                })?;
+            let all = read_images(&a.data.clone().map_or_else(|| recorded("data"), Ok)?, false)?;
+            anyhow::ensure!(
+                idx.iter().all(|&i| i < all.len()),
+                "{}: field `test_indices` names images past the {} of the data (is --data the \
+                 data the run was trained on?)",
+                split_path.display(),
+                all.len()
+            );
+            all.subset(&idx)
         }
     };
     let mc = VitConfig::from_json_file(&run.file("config.json"))?;

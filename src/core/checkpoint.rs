@@ -128,6 +128,15 @@ impl ModuleMapper for Loader<'_> {
             ));
             return Param::from_mapped_value(id, tensor, mapper);
         }
+        if let Ok(values) = data.as_slice::<f32>() {
+            if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+                self.errors.push(format!(
+                    "tensor `{name}` holds a non-finite value ({bad}): the model this \
+                     checkpoint holds cannot give meaningful outputs"
+                ));
+                return Param::from_mapped_value(id, tensor, mapper);
+            }
+        }
         self.used.push(name.clone());
         let require_grad = tensor.is_require_grad();
         let dev = if tensor.device().is_autodiff() {
@@ -185,6 +194,7 @@ pub fn load_named<M: Module>(
         errors: vec![],
     };
     let module = module.map(&mut l);
+    l.errors.extend(extra_layers(tensors, &l.used));
     if !l.errors.is_empty() {
         bail!(
             "checkpoint {} does not fit the model:\n  {}",
@@ -193,6 +203,49 @@ pub fn load_named<M: Module>(
         );
     }
     Ok(module)
+}
+
+/// Layers a checkpoint holds beyond those the model has: a checkpoint with more encoder layers
+/// than its config says would otherwise load and silently run fewer. Layers are recognised as
+/// `...layer.N.` (Hugging Face) or `...layers.N.` in names.
+fn extra_layers(tensors: &BTreeMap<String, TensorData>, used: &[String]) -> Vec<String> {
+    fn split(name: &str) -> Option<(&str, usize)> {
+        for marker in [".layer.", ".layers."] {
+            if let Some(i) = name.find(marker) {
+                let rest = &name[i + marker.len()..];
+                let digits: &str = rest.split('.').next()?;
+                return Some((&name[..i + marker.len()], digits.parse().ok()?));
+            }
+        }
+        None
+    }
+    let mut have: BTreeMap<&str, usize> = BTreeMap::new();
+    for name in used {
+        if let Some((prefix, i)) = split(name) {
+            let e = have.entry(prefix).or_insert(0);
+            *e = (*e).max(i + 1);
+        }
+    }
+    let mut extra: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
+    for name in tensors.keys() {
+        if let Some((prefix, i)) = split(name) {
+            if let Some(&n) = have.get(prefix) {
+                if i >= n {
+                    let e = extra.entry(prefix).or_insert((n, i + 1));
+                    e.1 = e.1.max(i + 1);
+                }
+            }
+        }
+    }
+    extra
+        .into_iter()
+        .map(|(prefix, (model, file))| {
+            format!(
+                "the checkpoint holds {file} layers under `{prefix}` but the model (its config) has \
+                 {model}: fix the configuration's layer count"
+            )
+        })
+        .collect()
 }
 
 /// Serialise f32 tensors and string metadata to safetensors bytes.
@@ -356,7 +409,24 @@ pub fn load_training_checkpoint(
         tensors: model,
         meta,
     };
-    adam.load_state(checkpoint.get("adam_step")?.parse()?, &optimizer, device);
+    for (name, data) in &optimizer {
+        if let Ok(values) = data.as_slice::<f32>() {
+            anyhow::ensure!(
+                values.iter().all(|v| v.is_finite()),
+                "{}: optimiser state `{name}` holds a non-finite value; this checkpoint cannot \
+                 be resumed",
+                path.display()
+            );
+        }
+    }
+    let step = checkpoint.get("adam_step")?;
+    let step = step.parse().map_err(|_| {
+        anyhow!(
+            "{}: metadata `adam_step` is `{step}`, not a step count",
+            path.display()
+        )
+    })?;
+    adam.load_state(step, &optimizer, device);
     Ok(checkpoint)
 }
 

@@ -44,3 +44,4 @@ pub mod resources;
 pub mod rng;
 pub mod run;
 pub mod trainer;
+pub mod validate;

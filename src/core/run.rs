@@ -43,17 +43,7 @@ impl RunDir {
     /// Remove the temporary files ([`write_atomic_with`]) that killed processes left here: those
     /// whose writer is no longer running.
     pub fn remove_stale_temp_files(&self) {
-        let Ok(entries) = fs::read_dir(&self.path) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(pid) = temp_file_pid(&name) {
-                if pid != std::process::id() && !process_alive(pid) {
-                    let _ = fs::remove_file(entry.path());
-                }
-            }
-        }
+        remove_stale_temp_files(&self.path, None);
     }
 
     /// Append one JSON object as a line of `metrics.jsonl`.
@@ -85,6 +75,7 @@ pub fn write_atomic_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
+    remove_stale_temp_files(dir, Some(&name));
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     {
         let f =
@@ -102,12 +93,29 @@ pub fn write_atomic_with(
     Ok(())
 }
 
-/// The writer's process id of a temporary file named by [`write_atomic_with`]
+/// The target name and writer's process id of a temporary file named by [`write_atomic_with`]
 /// (`.NAME.tmpPID`).
-fn temp_file_pid(name: &str) -> Option<u32> {
+fn temp_file_parts(name: &str) -> Option<(&str, u32)> {
     let rest = name.strip_prefix('.')?;
-    let (_, pid) = rest.rsplit_once(".tmp")?;
-    pid.parse().ok()
+    let (target, pid) = rest.rsplit_once(".tmp")?;
+    Some((target, pid.parse().ok()?))
+}
+
+/// Remove the temporary files in `dir` (of the target `only` when given) whose writer is no
+/// longer running: what a killed writer left behind.
+fn remove_stale_temp_files(dir: &Path, only: Option<&str>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some((target, pid)) = temp_file_parts(&name) {
+            if only.is_none_or(|o| o == target) && pid != std::process::id() && !process_alive(pid)
+            {
+                let _ = fs::remove_file(entry.path());
+            }
+        }
+    }
 }
 
 fn process_alive(pid: u32) -> bool {

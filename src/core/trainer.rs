@@ -192,6 +192,28 @@ pub struct LoopSettings {
     pub selection: Option<Selection>,
 }
 
+impl LoopSettings {
+    /// The loop's numbers within their ranges (each model's config check names its keys first;
+    /// this is the last line of defence for a model that forgot one).
+    pub fn validate(&self) -> Result<()> {
+        use super::validate::*;
+        at_least_one("epochs", self.epochs)?;
+        positive("lr", self.lr)?;
+        let a = &self.adam;
+        probability_below_one("adam beta1", a.beta1)?;
+        probability_below_one("adam beta2", a.beta2)?;
+        positive("adam epsilon", a.epsilon)?;
+        non_negative("weight_decay", a.weight_decay)?;
+        if let Some(c) = a.clip_grad_norm {
+            positive("clip_grad_norm", c)?;
+        }
+        if let Some(p) = self.selection.as_ref().and_then(|s| s.patience) {
+            at_least_one("selection.patience (--patience)", p)?;
+        }
+        Ok(())
+    }
+}
+
 /// How one training invocation runs (not part of the training configuration).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {
@@ -467,6 +489,7 @@ pub fn train<T: Task>(
     opts: &RunOptions,
 ) -> Result<TrainOutcome> {
     let started = Instant::now();
+    settings.validate()?;
     run.remove_stale_temp_files();
     let (config_name, config_text) = &settings.config_file;
     run.write_atomic(config_name, config_text.as_bytes())?;

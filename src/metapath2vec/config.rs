@@ -81,3 +81,19 @@ impl Default for Metapath2VecConfig {
         }
     }
 }
+
+impl Metapath2VecConfig {
+    /// Every setting within its range, each refused with its key (and flag) named.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        use crate::core::validate::*;
+        at_least_one("walks_per_node (--walks-per-node)", self.walks_per_node)?;
+        int_in("walk_length (--walk-length)", self.walk_length, 2, 1 << 20)?;
+        at_least_one("dim (--dim)", self.dim)?;
+        int_in("window (--window)", self.window, 1, 1000)?;
+        int_in("negatives (--negatives)", self.negatives, 1, 1000)?;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        positive("alpha (--alpha)", self.alpha)?;
+        non_negative("sample (--sample)", self.sample)?;
+        Ok(())
+    }
+}

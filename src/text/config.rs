@@ -100,6 +100,29 @@ impl BertConfig {
         if self.vocab_size == 0 || self.max_position_embeddings == 0 {
             bail!("vocab_size and max_position_embeddings must be positive");
         }
+        use crate::core::validate::*;
+        at_least_one("intermediate_size", self.intermediate_size)?;
+        at_least_one("type_vocab_size", self.type_vocab_size)?;
+        int_in("num_hidden_layers", self.num_hidden_layers, 0, 1024)?;
+        probability_below_one("hidden_dropout_prob", self.hidden_dropout_prob)?;
+        probability_below_one(
+            "attention_probs_dropout_prob",
+            self.attention_probs_dropout_prob,
+        )?;
+        positive("layer_norm_eps", self.layer_norm_eps)?;
+        positive("initializer_range", self.initializer_range)?;
+        fits_in_memory(
+            &format!(
+                "a BERT of {} tokens, width {}, {} layers",
+                self.vocab_size, self.hidden_size, self.num_hidden_layers
+            ),
+            4.0 * 4.0
+                * (product(&[self.vocab_size, self.hidden_size])
+                    + product(&[self.max_position_embeddings, self.hidden_size])
+                    + self.num_hidden_layers as f64
+                        * (4.0 * product(&[self.hidden_size, self.hidden_size])
+                            + 2.0 * product(&[self.hidden_size, self.intermediate_size]))),
+        )?;
         Ok(())
     }
 }

@@ -100,7 +100,9 @@ impl TextTokenizer {
 
     pub fn new(mut inner: Tokenizer, max_len: usize) -> Result<Self> {
         if max_len < 3 {
-            bail!("max_len {max_len} leaves no room for text besides [CLS] and [SEP]");
+            bail!(
+                "--max-len {max_len} leaves no room for text besides [CLS] and [SEP] (give at least 3)"
+            );
         }
         inner.with_padding(None);
         inner
@@ -198,6 +200,50 @@ impl TextTokenizer {
 
 /// Train a WordPiece vocabulary of at most `vocab_size` tokens on text files (one text per
 /// line), with BERT's special tokens and pipeline.
+/// WordPiece's `max_input_chars_per_word` (BERT's and Hugging Face's default): a longer word
+/// tokenises to `[UNK]`, so it can teach a vocabulary nothing.
+pub const MAX_WORD_CHARS: usize = 100;
+
+/// Fails naming the file and line of the first line that is not UTF-8.
+fn check_utf8_lines(path: &Path) -> Result<()> {
+    let f = std::fs::File::open(path).with_context(|| format!("cannot read {}", path.display()))?;
+    for (i, line) in std::io::BufRead::split(std::io::BufReader::new(f), b'\n').enumerate() {
+        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
+        if let Err(e) = std::str::from_utf8(&line) {
+            bail!(
+                "{}:{}: not UTF-8 text (invalid byte at column {})",
+                path.display(),
+                i + 1,
+                e.valid_up_to() + 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `line` without the words (runs between spaces and punctuation, as BERT's pre-tokeniser cuts
+/// them) longer than [`MAX_WORD_CHARS`], which are counted in `skipped`. Vocabulary training on a
+/// word of millions of characters would otherwise take hours.
+fn without_overlong_words(line: &str, skipped: &std::sync::atomic::AtomicU64) -> String {
+    let mut out = String::with_capacity(line.len());
+    for token in line.split_whitespace() {
+        if token.chars().count() <= MAX_WORD_CHARS {
+            out.push_str(token);
+            out.push(' ');
+            continue;
+        }
+        for piece in token.split(|c: char| c.is_ascii_punctuation() || c.is_ascii_whitespace()) {
+            if piece.chars().count() > MAX_WORD_CHARS {
+                skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            } else if !piece.is_empty() {
+                out.push_str(piece);
+                out.push(' ');
+            }
+        }
+    }
+    out
+}
+
 pub fn train_wordpiece(
     files: &[String],
     vocab_size: usize,
@@ -209,6 +255,7 @@ pub fn train_wordpiece(
         if !Path::new(f).is_file() {
             bail!("{f}: no such file");
         }
+        check_utf8_lines(Path::new(f))?;
     }
     let mut tk: TokenizerImpl<
         ModelWrapper,
@@ -234,8 +281,28 @@ pub fn train_wordpiece(
             )
             .build(),
     );
-    tk.train_from_files(&mut trainer, files.to_vec())
+    let skipped = std::sync::atomic::AtomicU64::new(0);
+    // The files were just read whole by the UTF-8 check; one that vanished since reads empty.
+    let lines = files.iter().flat_map(|f| {
+        std::fs::File::open(f)
+            .ok()
+            .into_iter()
+            .flat_map(|file| std::io::BufRead::split(std::io::BufReader::new(file), b'\n'))
+            .map_while(Result::ok)
+    });
+    let texts = lines.map(|bytes| {
+        let line = String::from_utf8(bytes).unwrap_or_default();
+        without_overlong_words(&line, &skipped)
+    });
+    tk.train(&mut trainer, texts)
         .map_err(|e| anyhow!("vocabulary training failed: {e}"))?;
+    let skipped = skipped.into_inner();
+    if skipped > 0 {
+        eprintln!(
+            "note: {skipped} words longer than {MAX_WORD_CHARS} characters were left out \
+             (WordPiece reads such a word as [UNK])"
+        );
+    }
     let id = |t: &str| {
         tk.token_to_id(t)
             .context("special token missing after training")

@@ -52,6 +52,26 @@ pub struct MlmConfig {
     pub selection: Option<Selection>,
 }
 
+impl MlmConfig {
+    /// Every setting within its range, each refused with its key (and flag) named.
+    pub fn validate(&self) -> Result<()> {
+        use crate::core::validate::*;
+        proportion("mask_prob", self.mask_prob)?;
+        at_least_one("max_predictions", self.max_predictions)?;
+        at_least_one("batch_size (--batch-size)", self.batch_size)?;
+        positive("lr (--lr)", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("clip_grad_norm", self.clip_grad_norm)?;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        if let Some(s) = &self.selection {
+            if let Some(p) = s.patience {
+                at_least_one("selection.patience (--patience)", p)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for MlmConfig {
     fn default() -> Self {
         Self {
@@ -272,6 +292,7 @@ pub fn train_mlm(
     opts: &MlmRunOptions,
 ) -> Result<Vec<MlmEpoch>> {
     ensure!(!train.is_empty(), "no training lines");
+    cfg.validate()?;
     let settings = LoopSettings {
         format: "tessera-mlm",
         config_file: ("mlm.toml", toml::to_string(cfg)?),

@@ -172,17 +172,58 @@ impl VitConfig {
                 self.patch_size
             );
         }
-        if self.hidden_size == 0
-            || !self
-                .hidden_size
-                .is_multiple_of(self.num_attention_heads.max(1))
-        {
+        use crate::core::validate::*;
+        at_least_one("hidden_size (--hidden)", self.hidden_size)?;
+        at_least_one("num_attention_heads (--heads)", self.num_attention_heads)?;
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
             bail!(
                 "hidden_size {} is not divisible by {} heads",
                 self.hidden_size,
                 self.num_attention_heads
             );
         }
+        at_least_one("num_channels", self.num_channels)?;
+        at_least_one(
+            "the feed-forward size (intermediate_size or mlp_ratio)",
+            self.mlp_size(),
+        )?;
+        if let Some(r) = self.mlp_ratio {
+            positive("mlp_ratio", r)?;
+        }
+        probability_below_one("hidden_dropout_prob", self.hidden_dropout_prob)?;
+        probability_below_one(
+            "attention_probs_dropout_prob",
+            self.attention_probs_dropout_prob,
+        )?;
+        positive("layer_norm_eps", self.layer_norm_eps)?;
+        positive("initializer_range", self.initializer_range)?;
+        if let Some(v) = self.layerscale_value {
+            anyhow::ensure!(v.is_finite(), "layerscale_value must be finite, got {v}");
+        }
+        // One class token plus the patch grid: the attention matrices grow with its square.
+        int_in(
+            "image_size / patch_size (patches per side)",
+            self.grid(),
+            1,
+            1024,
+        )?;
+        int_in(
+            "num_hidden_layers (--layers)",
+            self.num_hidden_layers,
+            0,
+            1024,
+        )?;
+        fits_in_memory(
+            &format!(
+                "a ViT of width {} with {} layers",
+                self.hidden_size, self.num_hidden_layers
+            ),
+            4.0 * 4.0
+                * (self.num_hidden_layers as f64
+                    * (4.0 * product(&[self.hidden_size, self.hidden_size])
+                        + 2.0 * product(&[self.hidden_size, self.mlp_size()]))
+                    + product(&[self.grid() * self.grid() + 1, self.hidden_size])),
+        )?;
         Ok(())
     }
 }

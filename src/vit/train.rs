@@ -51,6 +51,35 @@ pub struct VitTrainConfig {
     pub selection: Option<Selection>,
 }
 
+impl VitTrainConfig {
+    /// Every setting within its range, each refused with its key (and flag) named.
+    pub fn validate(&self) -> Result<()> {
+        use crate::core::validate::*;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        at_least_one("batch_size (--batch-size)", self.batch_size)?;
+        positive("lr (--lr)", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        probability_below_one("label_smoothing", self.label_smoothing)?;
+        non_negative("clip_grad_norm", self.clip_grad_norm)?;
+        ensure!(
+            !self.mean.is_empty() && self.mean.iter().all(|m| m.is_finite()),
+            "mean must hold finite numbers, got {:?}",
+            self.mean
+        );
+        ensure!(
+            !self.std.is_empty() && self.std.iter().all(|&s| s.is_finite() && s > 0.0),
+            "std must hold finite numbers greater than 0, got {:?}",
+            self.std
+        );
+        if let Some(s) = &self.selection {
+            if let Some(p) = s.patience {
+                at_least_one("selection.patience (--patience)", p)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Default for VitTrainConfig {
     fn default() -> Self {
         Self {
@@ -269,6 +298,12 @@ pub fn train_vit(
     opts: &VitRunOptions,
 ) -> Result<Vec<VitEpoch>> {
     ensure!(!train.is_empty(), "no training images");
+    ensure!(
+        !test.is_empty(),
+        "no test images: the held-out split is empty (use a larger --test-fraction or give \
+         --test-data)"
+    );
+    cfg.validate()?;
     ensure!(
         train.channels == model_cfg.num_channels
             && train.height.is_multiple_of(model_cfg.patch_size)

@@ -1,0 +1,732 @@
+//! Hostile input: a sweep of bad inputs over every command family, each run as a user would run
+//! it, classified as a clear error (non-zero exit, `error:` and the expected words: the flag, key
+//! or file:line), an unhelpful error (non-zero exit without them), a panic, an abort or kill, a
+//! hang, or a silently wrong result (exit 0 where an error was due). The test prints the table
+//! and the counts per class, and fails on anything but clear errors.
+//!
+//! `TESSERA_BIN=/path/to/tessera` sweeps another build (e.g. an older one, to see what it gets
+//! wrong); `bash scripts/hostile-inputs.sh` runs this test with its table shown.
+
+mod common;
+
+use common::write;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// A command that is still running after this long is a hang.
+const HANG_AFTER: Duration = Duration::from_secs(60);
+
+fn bin() -> PathBuf {
+    std::env::var_os("TESSERA_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_tessera")))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Class {
+    ClearError,
+    Succeeded,
+    QuietBrokenPipe,
+    Unhelpful,
+    Panic,
+    AbortOrKilled,
+    Hang,
+    SilentlyWrong,
+}
+
+enum Expect {
+    /// A non-zero exit whose message holds every one of these words.
+    Error(&'static [&'static str]),
+    /// Stdout closed by the reader before the command writes: a quiet end, no panic.
+    BrokenPipe,
+    /// Input that is odd but valid: success within the hang limit.
+    Success,
+}
+
+struct Case {
+    name: &'static str,
+    args: Vec<String>,
+    expect: Expect,
+}
+
+fn case(name: &'static str, args: &[&str], words: &'static [&'static str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        expect: Expect::Error(words),
+    }
+}
+
+fn ok_case(name: &'static str, args: &[&str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        expect: Expect::Success,
+    }
+}
+
+fn pipe_case(name: &'static str, args: &[&str]) -> Case {
+    Case {
+        name,
+        args: args.iter().map(|s| s.to_string()).collect(),
+        expect: Expect::BrokenPipe,
+    }
+}
+
+fn run_case(c: &Case) -> (Class, String) {
+    let mut cmd = Command::new(bin());
+    cmd.args(&c.args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::piped());
+    let broken_pipe = matches!(c.expect, Expect::BrokenPipe);
+    cmd.stdout(Stdio::piped());
+    let mut child = cmd.spawn().expect("the tessera binary runs");
+    if broken_pipe {
+        // The reader goes away at once, as `| head -c 0` or `| true` does.
+        drop(child.stdout.take());
+    }
+    let stdout = child.stdout.take();
+    let out_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        if let Some(mut o) = stdout {
+            let _ = o.read_to_end(&mut s);
+        }
+        s
+    });
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = stderr.read_to_end(&mut s);
+        s
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break Some(s);
+        }
+        if start.elapsed() > HANG_AFTER {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = out_reader.join();
+    let err = String::from_utf8_lossy(&err_reader.join().unwrap()).into_owned();
+    let first_line = err
+        .lines()
+        .find(|l| l.contains("error") || l.contains("panicked"))
+        .or_else(|| err.lines().last())
+        .unwrap_or("")
+        .chars()
+        .take(160)
+        .collect::<String>();
+    let Some(status) = status else {
+        return (Class::Hang, "still running after 60 s".into());
+    };
+    use std::os::unix::process::ExitStatusExt;
+    if err.contains("panicked") || status.code() == Some(101) {
+        return (Class::Panic, first_line);
+    }
+    if let Some(sig) = status.signal() {
+        if broken_pipe && sig == libc::SIGPIPE {
+            return (Class::QuietBrokenPipe, "ended by SIGPIPE".into());
+        }
+        return (Class::AbortOrKilled, format!("signal {sig}: {first_line}"));
+    }
+    match &c.expect {
+        Expect::Success => {
+            if status.success() {
+                (Class::Succeeded, "exit 0".into())
+            } else {
+                (Class::Unhelpful, first_line)
+            }
+        }
+        Expect::BrokenPipe => {
+            if status.success() || status.code() == Some(141) {
+                (Class::QuietBrokenPipe, format!("exit {:?}", status.code()))
+            } else {
+                (Class::Unhelpful, first_line)
+            }
+        }
+        Expect::Error(words) => {
+            if status.success() {
+                (Class::SilentlyWrong, "exited 0".into())
+            } else if err.contains("error") && words.iter().all(|w| err.contains(w)) {
+                (Class::ClearError, first_line)
+            } else {
+                (Class::Unhelpful, first_line)
+            }
+        }
+    }
+}
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(args: &[&str]) {
+    let out = tessera(args);
+    common::assert_success(&out);
+}
+
+/// Small valid inputs and trained runs for every family, built with this build's binary.
+struct Fixtures {
+    dir: tempfile::TempDir,
+}
+
+impl Fixtures {
+    fn p(&self, name: &str) -> String {
+        self.dir.path().join(name).to_string_lossy().into_owned()
+    }
+
+    fn new() -> Self {
+        let f = Fixtures {
+            dir: tempfile::tempdir().unwrap(),
+        };
+        let d = f.dir.path();
+        // BERT4Rec: interactions, a trained run, and the same run with NaN weights.
+        let mut text = String::new();
+        for u in 0..40 {
+            for t in 0..12 {
+                text += &format!("u{u},i{},{t}\n", (u * 3 + t) % 30);
+            }
+        }
+        write(d, "rule.csv", &text);
+        write(d, "bad.csv", "u1,i1,1\nu1,i2,notatime\n");
+        write(d, "empty.csv", "");
+        write(
+            d,
+            "b4r.toml",
+            "[model]\nhidden = 16\nintermediate = 64\nmax_len = 20\n[train]\nbatch_size = 16\nmax_epochs = 1\n",
+        );
+        write(d, "unknown_key.toml", "[model]\nhiden = 16\n");
+        write(d, "syntax.toml", "[model\nhidden = 16\n");
+        write(d, "zero_heads.toml", "[model]\nheads = 0\n");
+        ok(&[
+            "bert4rec",
+            "train",
+            "--json",
+            "--data",
+            &f.p("rule.csv"),
+            "--config",
+            &f.p("b4r.toml"),
+            "--run-dir",
+            &f.p("b4r"),
+        ]);
+        copy_dir(&d.join("b4r"), &d.join("b4r_nan"));
+        poison(&d.join("b4r_nan/model.safetensors"));
+        copy_dir(&d.join("b4r"), &d.join("b4r_badcfg"));
+        write(&d.join("b4r_badcfg"), "config.toml", "[model]\nheads = 0\n");
+        write(d, "users.txt", "u1\nnobody\n");
+        copy_dir(&d.join("b4r"), &d.join("b4r_badmeta"));
+        let ckpt = d.join("b4r_badmeta/checkpoint.safetensors");
+        let (tensors, mut meta) = tessera::core::checkpoint::load_safetensors(&ckpt).unwrap();
+        meta.insert("epoch".into(), "one".into());
+        let named: Vec<_> = tensors.into_iter().collect();
+        tessera::core::checkpoint::save_safetensors(&ckpt, &named, meta).unwrap();
+
+        // metapath2vec: a typed edge list, its walks and embeddings, labels.
+        let mut g = String::new();
+        for i in 0..30 {
+            g += &format!(
+                "paper p{i} author a{}\npaper p{i} venue v{}\n",
+                i % 7,
+                i % 3
+            );
+        }
+        write(d, "graph.tsv", &g);
+        write(d, "bad_graph.tsv", "paper p1 author\n");
+        ok(&[
+            "metapath2vec",
+            "train",
+            "--graph",
+            &f.p("graph.tsv"),
+            "--metapath",
+            "APVPA",
+            "--walks-per-node",
+            "5",
+            "--walk-length",
+            "20",
+            "--dim",
+            "8",
+            "--min-count",
+            "1",
+            "--output",
+            &f.p("emb.txt"),
+            "--save-walks",
+            &f.p("walks.txt"),
+        ]);
+        write(
+            d,
+            "labels.txt",
+            "aa0 x\naa1 y\naa2 x\naa3 y\naa4 x\naa5 y\naa6 x\n",
+        );
+        write(d, "bad_labels.txt", "aa0\n");
+        let many: String = (0..7)
+            .map(|i| format!("aa{i} {}\n", i % 2))
+            .chain((0..3).map(|i| format!("vv{i} v\n")))
+            .collect();
+        write(d, "many_labels.txt", &many);
+        write(d, "garbled_emb.txt", "3 4\nx 1 2\n");
+        write(d, "empty_walks.txt", "\n\n");
+
+        // Text: a corpus, a vocabulary, a tiny trained MLM run, variants of it.
+        let words = [
+            "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+        ];
+        let corpus: String = (0..200)
+            .map(|i| {
+                let s = i % 5;
+                words[s..s + 4].join(" ") + "\n"
+            })
+            .collect();
+        write(d, "corpus.txt", &corpus);
+        std::fs::write(d.join("latin1.txt"), b"caf\xe9 one two\n").unwrap();
+        write(d, "empty_line.txt", "one two\n\nthree\n");
+        write(d, "few.txt", "one two three\ntwo three four\nfive six\n");
+        std::fs::write(
+            d.join("long_word.txt"),
+            format!("one two\n{}\nthree four\n", "x".repeat(10_000_000)),
+        )
+        .unwrap();
+        ok(&[
+            "text",
+            "vocab",
+            "--input",
+            &f.p("corpus.txt"),
+            "--output",
+            &f.p("vocab"),
+            "--vocab-size",
+            "60",
+        ]);
+        ok(&[
+            "text",
+            "train",
+            "--json",
+            "--input",
+            &f.p("corpus.txt"),
+            "--vocab",
+            &f.p("vocab"),
+            "--run-dir",
+            &f.p("mlm"),
+            "--epochs",
+            "1",
+            "--max-len",
+            "16",
+        ]);
+        copy_dir(&d.join("mlm"), &d.join("mlm_nan"));
+        poison(&d.join("mlm_nan/model.safetensors"));
+        copy_dir(&d.join("mlm"), &d.join("mlm_fewer_layers"));
+        edit_json(
+            &d.join("mlm_fewer_layers/config.json"),
+            "num_hidden_layers",
+            1.into(),
+        );
+        copy_dir(&d.join("mlm"), &d.join("mlm_zero_heads"));
+        edit_json(
+            &d.join("mlm_zero_heads/config.json"),
+            "num_attention_heads",
+            0.into(),
+        );
+
+        // ViT: an 8x8 pixel CSV (two classes), a trained run, variants of it, images.
+        let mut csv = String::new();
+        for i in 0..80 {
+            let label = i % 2;
+            let px: Vec<String> = (0..64)
+                .map(|j| (((j * 7 + i * 13) % 9) * (label + 1)).to_string())
+                .collect();
+            csv += &format!("{},{label}\n", px.join(","));
+        }
+        write(d, "pixels.csv", &csv);
+        write(d, "bad_pixels.csv", "1,2,3,0\n1,2,x,1\n");
+        ok(&[
+            "vit",
+            "train",
+            "--json",
+            "--data",
+            &f.p("pixels.csv"),
+            "--run-dir",
+            &f.p("vit"),
+            "--preset",
+            "mnist",
+            "--hidden",
+            "16",
+            "--layers",
+            "1",
+            "--heads",
+            "2",
+            "--epochs",
+            "1",
+        ]);
+        copy_dir(&d.join("vit"), &d.join("vit_zero_heads"));
+        edit_json(
+            &d.join("vit_zero_heads/config.json"),
+            "num_attention_heads",
+            0.into(),
+        );
+        copy_dir(&d.join("vit"), &d.join("vit_nan"));
+        poison(&d.join("vit_nan/model.safetensors"));
+        copy_dir(&d.join("vit"), &d.join("vit_garbled_split"));
+        write(&d.join("vit_garbled_split"), "split.json", "{not json");
+        copy_dir(&d.join("vit"), &d.join("vit_no_split"));
+        std::fs::remove_file(d.join("vit_no_split/split.json")).unwrap();
+        image::GrayImage::from_fn(8, 8, |x, y| image::Luma([(x * 30 + y) as u8]))
+            .save(d.join("digit.png"))
+            .unwrap();
+        write(d, "not_an_image.png", "hello");
+        f
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_file() {
+            std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+/// Overwrite every value of every tensor of a safetensors file with NaN.
+fn poison(path: &Path) {
+    let (tensors, meta) = tessera::core::checkpoint::load_safetensors(path).unwrap();
+    let named: Vec<(String, burn::tensor::TensorData)> = tensors
+        .into_iter()
+        .map(|(k, v)| {
+            let shape = v.shape().to_vec();
+            let n: usize = shape.iter().product();
+            (k, burn::tensor::TensorData::new(vec![f32::NAN; n], shape))
+        })
+        .collect();
+    tessera::core::checkpoint::save_safetensors(path, &named, meta).unwrap();
+}
+
+fn edit_json(path: &Path, key: &str, value: serde_json::Value) {
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    v[key] = value;
+    std::fs::write(path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+}
+
+#[rustfmt::skip]
+fn cases(f: &Fixtures) -> Vec<Case> {
+    let p = |n: &str| f.p(n);
+    let (rule, b4r_cfg, b4r, run) = (p("rule.csv"), p("b4r.toml"), p("b4r"), p("run"));
+    let train = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = [
+            "bert4rec",
+            "train",
+            "--json",
+            "--data",
+            &rule,
+            "--config",
+            &b4r_cfg,
+            "--run-dir",
+            &run,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let tc = |name: &'static str, extra: &[&str], words: &'static [&'static str]| Case {
+        name,
+        args: train(extra),
+        expect: Expect::Error(words),
+    };
+    let (graph, walks, emb, labels) = (
+        p("graph.tsv"),
+        p("walks.txt"),
+        p("emb.txt"),
+        p("labels.txt"),
+    );
+    let (corpus, vocab, mlm) = (p("corpus.txt"), p("vocab"), p("mlm"));
+    let (pixels, vit) = (p("pixels.csv"), p("vit"));
+    let out = p("out.txt");
+    vec![
+        // BERT4Rec training: numbers from flags and config files.
+        tc("sampled softmax with 0 negatives", &["--loss", "sampled", "--sampled-negatives", "0"], &["sampled_negatives", "--sampled-negatives"]),
+        tc("100000 threads", &["--threads", "100000"], &["--threads"]),
+        tc("0 threads", &["--threads", "0"], &["--threads"]),
+        tc("0 epochs", &["--epochs", "0"], &["--epochs"]),
+        tc("negative lr (--lr -1)", &["--lr", "-1"], &["--lr"]),
+        tc("negative lr (--lr=-1)", &["--lr=-1"], &["--lr"]),
+        tc("NaN lr", &["--lr", "nan"], &["--lr"]),
+        tc("infinite lr", &["--lr", "inf"], &["--lr"]),
+        tc("batch size 0", &["--batch-size", "0"], &["--batch-size"]),
+        tc("mask proportion 0", &["--mask-prob", "0"], &["--mask-prob"]),
+        tc("mask proportion 1.5", &["--mask-prob", "1.5"], &["--mask-prob"]),
+        tc("dropout 1", &["--dropout", "1"], &["--dropout"]),
+        tc("hidden 0", &["--hidden", "0"], &["--hidden"]),
+        tc("heads 0", &["--heads", "0"], &["--heads"]),
+        tc("hidden not divisible by heads", &["--heads", "3"], &["--heads"]),
+        tc("max length 1", &["--max-len", "1"], &["--max-len"]),
+        tc("max length 10^11", &["--max-len", "99999999999"], &["--max-len"]),
+        tc("hidden 10^8 (memory)", &["--hidden", "100000000"], &["memory", "model.hidden"]),
+        tc("patience 0", &["--patience", "0"], &["--patience"]),
+        case("data file missing", &["bert4rec", "train", "--data", &p("nope.csv"), "--run-dir", &run], &["nope.csv"]),
+        case("malformed data line", &["bert4rec", "train", "--data", &p("bad.csv"), "--run-dir", &run], &["bad.csv:2"]),
+        case("empty data file", &["bert4rec", "train", "--data", &p("empty.csv"), "--run-dir", &run], &["empty.csv"]),
+        case("config with an unknown key", &["bert4rec", "train", "--data", &rule, "--config", &p("unknown_key.toml"), "--run-dir", &run], &["unknown_key.toml", "hiden"]),
+        case("config with a syntax error", &["bert4rec", "train", "--data", &rule, "--config", &p("syntax.toml"), "--run-dir", &run], &["syntax.toml", "line 1"]),
+        case("config with 0 heads", &["bert4rec", "train", "--data", &rule, "--config", &p("zero_heads.toml"), "--run-dir", &run], &["heads"]),
+        case("resume from a checkpoint with garbled metadata", &["bert4rec", "train", "--data", &rule, "--config", &b4r_cfg, "--run-dir", &p("b4r_badmeta"), "--resume"], &["b4r_badmeta/checkpoint.safetensors", "`epoch`"]),
+        case("resume without a checkpoint", &["bert4rec", "train", "--data", &rule, "--run-dir", &p("fresh"), "--resume"], &["checkpoint.safetensors"]),
+        // BERT4Rec evaluation and recommendation.
+        case("sampled protocol with 0 negatives", &["bert4rec", "eval", "--run-dir", &b4r, "--sampled", "0"], &["--sampled"]),
+        case("run directory missing", &["bert4rec", "eval", "--run-dir", &p("nope")], &["nope"]),
+        case("weights holding NaN (eval)", &["bert4rec", "eval", "--run-dir", &p("b4r_nan")], &["model.safetensors", "non-finite"]),
+        case("weights holding NaN (recommend)", &["bert4rec", "recommend", "--run-dir", &p("b4r_nan"), "--user", "u1"], &["model.safetensors", "non-finite"]),
+        case("run config with 0 heads", &["bert4rec", "eval", "--run-dir", &p("b4r_badcfg")], &["config.toml", "heads"]),
+        case("top 0", &["bert4rec", "recommend", "--run-dir", &b4r, "--user", "u1", "--k", "0"], &["--k"]),
+        case("unknown user in a file", &["bert4rec", "recommend", "--run-dir", &b4r, "--users", &p("users.txt")], &["users.txt:2", "nobody"]),
+        pipe_case("eval --json into a closed pipe", &["bert4rec", "eval", "--json", "--run-dir", &b4r]),
+        pipe_case("recommend into a closed pipe", &["bert4rec", "recommend", "--run-dir", &b4r, "--user", "u1"]),
+        // metapath2vec.
+        case("0 walks per node", &["metapath2vec", "walk", "--graph", &graph, "--metapath", "APVPA", "--walks-per-node", "0", "--output", &out], &["--walks-per-node"]),
+        case("10^14 walks per node (memory)", &["metapath2vec", "walk", "--graph", &graph, "--metapath", "APVPA", "--walks-per-node", "99999999999999", "--output", &out], &["memory", "--walks-per-node"]),
+        case("walk length 1", &["metapath2vec", "walk", "--graph", &graph, "--metapath", "APVPA", "--walk-length", "1", "--output", &out], &["--walk-length"]),
+        case("unknown node type in the meta-path", &["metapath2vec", "walk", "--graph", &graph, "--metapath", "AXA", "--output", &out], &["AXA"]),
+        case("meta-path that does not cycle", &["metapath2vec", "walk", "--graph", &graph, "--metapath", "APV", "--output", &out], &["APV"]),
+        case("graph missing", &["metapath2vec", "walk", "--graph", &p("nope.tsv"), "--metapath", "APVPA", "--output", &out], &["nope.tsv"]),
+        case("malformed edge line", &["metapath2vec", "walk", "--graph", &p("bad_graph.tsv"), "--metapath", "APVPA", "--output", &out], &["bad_graph.tsv:1"]),
+        case("dim 0", &["metapath2vec", "train", "--walks", &walks, "--dim", "0", "--output", &out], &["--dim"]),
+        case("dim 10^8 (memory)", &["metapath2vec", "train", "--walks", &walks, "--dim", "100000000", "--output", &out], &["memory", "--dim"]),
+        case("NaN learning rate", &["metapath2vec", "train", "--walks", &walks, "--alpha", "nan", "--output", &out], &["--alpha"]),
+        case("negative learning rate", &["metapath2vec", "train", "--walks", &walks, "--alpha", "-1", "--output", &out], &["--alpha"]),
+        case("window 0", &["metapath2vec", "train", "--walks", &walks, "--window", "0", "--output", &out], &["--window"]),
+        case("0 negatives", &["metapath2vec", "train", "--walks", &walks, "--negatives", "0", "--output", &out], &["--negatives"]),
+        case("negative subsampling", &["metapath2vec", "train", "--walks", &walks, "--sample", "-1", "--output", &out], &["--sample"]),
+        case("0 epochs (metapath2vec)", &["metapath2vec", "train", "--walks", &walks, "--epochs", "0", "--output", &out], &["--epochs"]),
+        case("min count above every count", &["metapath2vec", "train", "--walks", &walks, "--min-count", "1000000", "--output", &out], &["--min-count"]),
+        case("walk file without walks", &["metapath2vec", "train", "--walks", &p("empty_walks.txt"), "--output", &out], &["empty_walks.txt"]),
+        case("0 repeats", &["metapath2vec", "eval", "--embeddings", &emb, "--labels", &labels, "--repeats", "0"], &["--repeats"]),
+        case("0 k-means runs", &["metapath2vec", "eval", "--embeddings", &emb, "--labels", &labels, "--runs", "0"], &["--runs"]),
+        case("embeddings missing", &["metapath2vec", "eval", "--embeddings", &p("nope.txt"), "--labels", &labels], &["nope.txt"]),
+        case("malformed label line", &["metapath2vec", "eval", "--embeddings", &emb, "--labels", &p("bad_labels.txt")], &["bad_labels.txt:1"]),
+        case("garbled embeddings", &["metapath2vec", "similar", "--embeddings", &p("garbled_emb.txt"), "--node", "x"], &["garbled_emb.txt"]),
+        case("similar with k 0", &["metapath2vec", "similar", "--embeddings", &emb, "--node", "aa0", "--k", "0"], &["--k"]),
+        case("similar to an unknown node", &["metapath2vec", "similar", "--embeddings", &emb, "--node", "nobody"], &["nobody"]),
+        pipe_case("eval into a closed pipe (metapath2vec)", &["metapath2vec", "eval", "--embeddings", &emb, "--labels", &p("many_labels.txt"), "--repeats", "1", "--runs", "1"]),
+        pipe_case("similar into a closed pipe", &["metapath2vec", "similar", "--embeddings", &emb, "--node", "aa0"]),
+        // Text.
+        case("model directory missing", &["text", "embed", "--model", &p("nope"), "--input", &corpus, "--output", &p("e.safetensors")], &["nope"]),
+        case("an empty line to embed", &["text", "embed", "--model", &mlm, "--input", &p("empty_line.txt"), "--output", &p("e.safetensors")], &["empty_line.txt:2"]),
+        case("Latin-1 text to embed", &["text", "embed", "--model", &mlm, "--input", &p("latin1.txt"), "--output", &p("e.safetensors")], &["latin1.txt"]),
+        case("embedding batch 0", &["text", "embed", "--model", &mlm, "--input", &corpus, "--output", &p("e.safetensors"), "--batch-size", "0"], &["--batch-size"]),
+        case("embedding max length 0", &["text", "embed", "--model", &mlm, "--input", &corpus, "--output", &p("e.safetensors"), "--max-len", "0"], &["--max-len"]),
+        case("checkpoint with more layers than its config", &["text", "embed", "--model", &p("mlm_fewer_layers"), "--input", &corpus, "--output", &p("e.safetensors")], &["layers"]),
+        case("config with 0 heads (text)", &["text", "embed", "--model", &p("mlm_zero_heads"), "--input", &corpus, "--output", &p("e.safetensors")], &["config.json", "num_attention_heads"]),
+        case("weights holding NaN (text)", &["text", "embed", "--model", &p("mlm_nan"), "--input", &corpus, "--output", &p("e.safetensors")], &["model.safetensors", "non-finite"]),
+        // A 10-million-character word teaches WordPiece nothing (it reads it as [UNK]): left
+        // out, it must not take hours.
+        ok_case("a vocabulary from a corpus with a 10-million-character word", &["text", "vocab", "--input", &p("long_word.txt"), "--output", &p("vocab_long"), "--vocab-size", "60"]),
+        case("vocabulary of size 0", &["text", "vocab", "--input", &corpus, "--output", &p("v0"), "--vocab-size", "0"], &["--vocab-size"]),
+        case("Latin-1 corpus for a vocabulary", &["text", "vocab", "--input", &p("latin1.txt"), "--output", &p("v1")], &["latin1.txt:1"]),
+        case("negative MLM learning rate", &["text", "train", "--input", &corpus, "--vocab", &vocab, "--run-dir", &p("mlm2"), "--lr=-1"], &["--lr"]),
+        case("0 MLM epochs", &["text", "train", "--input", &corpus, "--vocab", &vocab, "--run-dir", &p("mlm2"), "--epochs", "0"], &["--epochs"]),
+        case("more held-out lines than lines", &["text", "train", "--input", &corpus, "--vocab", &vocab, "--run-dir", &p("mlm2"), "--valid-lines", "5000"], &["--valid-lines"]),
+        case("fill-mask top 0", &["text", "fill-mask", "--model", &mlm, "--text", "one [MASK] three", "--top-k", "0"], &["--top-k"]),
+        case("fill-mask without a mask", &["text", "fill-mask", "--model", &mlm, "--text", "one two three"], &["[MASK]"]),
+        pipe_case("similarity into a closed pipe", &["text", "similarity", "--model", &mlm, "--input", &p("few.txt")]),
+        // ViT.
+        case("0 heads (vit)", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--heads", "0"], &["--heads"]),
+        case("negative ViT learning rate", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--lr=-1"], &["--lr"]),
+        case("0 ViT epochs", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--epochs", "0"], &["--epochs"]),
+        case("held-out fraction 0", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--test-fraction", "0"], &["--test-fraction"]),
+        case("held-out fraction 1", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--test-fraction", "1"], &["--test-fraction"]),
+        case("a split that leaves no test image", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--test-fraction", "0.001"], &["no test images"]),
+        case("ViT batch 0", &["vit", "train", "--data", &pixels, "--run-dir", &p("v2"), "--batch-size", "0"], &["--batch-size"]),
+        case("malformed pixel CSV", &["vit", "train", "--data", &p("bad_pixels.csv"), "--run-dir", &p("v2")], &["bad_pixels.csv"]),
+        case("run config with 0 heads (vit)", &["vit", "eval", "--run-dir", &p("vit_zero_heads")], &["config.json", "num_attention_heads"]),
+        case("weights holding NaN (vit)", &["vit", "eval", "--run-dir", &p("vit_nan")], &["model.safetensors", "non-finite"]),
+        case("split.json garbled", &["vit", "eval", "--run-dir", &p("vit_garbled_split")], &["split.json"]),
+        case("split.json missing", &["vit", "eval", "--run-dir", &p("vit_no_split")], &["split.json"]),
+        case("predict on a missing image", &["vit", "predict", "--model", &vit, "--input", &p("nope.png")], &["nope.png"]),
+        case("predict on a file that is no image", &["vit", "predict", "--model", &vit, "--input", &p("not_an_image.png")], &["not_an_image.png"]),
+        case("predict top 0", &["vit", "predict", "--model", &vit, "--input", &p("digit.png"), "--top-k", "0"], &["--top-k"]),
+        pipe_case("predict into a closed pipe", &["vit", "predict", "--model", &vit, "--input", &p("digit.png")]),
+        // Curves.
+        case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),
+        case("plot a metric no run logs", &["plot", &b4r, "--metric", "nonsense", "--output", &p("c.png")], &["nonsense"]),
+    ]
+}
+
+#[test]
+fn every_bad_input_gets_a_clear_error_never_a_panic_hang_or_wrong_result() {
+    let f = Fixtures::new();
+    let cases = cases(&f);
+    let results: Vec<(Class, String)> = std::thread::scope(|s| {
+        let chunks: Vec<_> = cases
+            .chunks(cases.len().div_ceil(4))
+            .map(|chunk| s.spawn(move || chunk.iter().map(run_case).collect::<Vec<_>>()))
+            .collect();
+        chunks.into_iter().flat_map(|h| h.join().unwrap()).collect()
+    });
+    let mut counts = std::collections::BTreeMap::new();
+    println!("{:<48} {:<16} message", "case", "class");
+    for (c, (class, msg)) in cases.iter().zip(&results) {
+        *counts.entry(*class).or_insert(0usize) += 1;
+        println!("{:<48} {:<16} {msg}", c.name, format!("{class:?}"));
+    }
+    println!("\n{} cases: {counts:?}", cases.len());
+    let bad: Vec<String> = cases
+        .iter()
+        .zip(&results)
+        .filter(|(_, (class, _))| {
+            !matches!(
+                class,
+                Class::ClearError | Class::QuietBrokenPipe | Class::Succeeded
+            )
+        })
+        .map(|(c, (class, msg))| format!("{}: {class:?}: {msg}", c.name))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} cases:\n{}",
+        bad.len(),
+        cases.len(),
+        bad.join("\n")
+    );
+}
+
+/// A temp file a killed writer left (named for a process that no longer runs) is removed by the
+/// next write of the same file, and by the next training run in its directory.
+#[test]
+fn leftovers_of_killed_writers_are_removed() {
+    let d = tempfile::tempdir().unwrap();
+    // A pid above the kernel's maximum (2^22) belongs to no process.
+    let dead = 9_999_999u32;
+    let mut g = String::new();
+    for i in 0..30 {
+        g += &format!(
+            "paper p{i} author a{}\npaper p{i} venue v{}\n",
+            i % 7,
+            i % 3
+        );
+    }
+    let graph = write(d.path(), "graph.tsv", &g);
+    let stale_walks = d.path().join(format!(".walks.txt.tmp{dead}"));
+    std::fs::write(&stale_walks, "half a walk").unwrap();
+    let walks = d.path().join("walks.txt");
+    ok(&[
+        "metapath2vec",
+        "walk",
+        "--graph",
+        graph.to_str().unwrap(),
+        "--metapath",
+        "APVPA",
+        "--walks-per-node",
+        "2",
+        "--output",
+        walks.to_str().unwrap(),
+    ]);
+    assert!(walks.exists() && !stale_walks.exists());
+
+    let mut text = String::new();
+    for u in 0..20 {
+        for t in 0..10 {
+            text += &format!("u{u},i{},{t}\n", (u + t) % 15);
+        }
+    }
+    let data = write(d.path(), "rule.csv", &text);
+    let run = d.path().join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    let stale = run.join(format!(".checkpoint.safetensors.tmp{dead}"));
+    std::fs::write(&stale, "half a checkpoint").unwrap();
+    let cfg = write(
+        d.path(),
+        "c.toml",
+        "[model]\nhidden = 8\nintermediate = 16\nmax_len = 10\n[train]\nbatch_size = 16\nmax_epochs = 1\n",
+    );
+    ok(&[
+        "bert4rec",
+        "train",
+        "--json",
+        "--data",
+        data.to_str().unwrap(),
+        "--config",
+        cfg.to_str().unwrap(),
+        "--run-dir",
+        run.to_str().unwrap(),
+    ]);
+    assert!(!stale.exists());
+    assert!(run.join("checkpoint.safetensors").exists());
+}
+
+/// `vit eval` finds the data of a run trained with a relative path from another directory, and
+/// takes `--data` when the data moved.
+#[test]
+fn vit_eval_finds_its_data_from_another_directory() {
+    let d = tempfile::tempdir().unwrap();
+    let work = d.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let mut csv = String::new();
+    for i in 0..60 {
+        let label = i % 2;
+        let px: Vec<String> = (0..64)
+            .map(|j| ((j + i) % 8 * (label + 1)).to_string())
+            .collect();
+        csv += &format!("{},{label}\n", px.join(","));
+    }
+    write(&work, "pixels.csv", &csv);
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let out = Command::new(bin)
+        .current_dir(&work)
+        .args([
+            "vit",
+            "train",
+            "--json",
+            "--data",
+            "pixels.csv",
+            "--run-dir",
+            "run",
+        ])
+        .args([
+            "--hidden", "16", "--layers", "1", "--heads", "2", "--epochs", "1",
+        ])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    let out = Command::new(bin)
+        .current_dir(d.path())
+        .args(["vit", "eval", "--json", "--run-dir", "work/run"])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+    // The data moved: eval is told where.
+    std::fs::rename(work.join("pixels.csv"), d.path().join("moved.csv")).unwrap();
+    let out = Command::new(bin)
+        .current_dir(d.path())
+        .args(["vit", "eval", "--json", "--run-dir", "work/run"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("pixels.csv"));
+    let out = Command::new(bin)
+        .current_dir(d.path())
+        .args([
+            "vit",
+            "eval",
+            "--json",
+            "--run-dir",
+            "work/run",
+            "--data",
+            "moved.csv",
+        ])
+        .output()
+        .unwrap();
+    common::assert_success(&out);
+}
