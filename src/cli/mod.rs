@@ -10,7 +10,9 @@ macro_rules! set_if_some {
 }
 
 mod bert4rec;
+mod detect;
 mod metapath2vec;
+mod regions;
 mod text;
 mod vit;
 
@@ -50,6 +52,12 @@ pub enum ModelCommand {
     Vit(vit::Command),
     /// Training curves of one or several run directories (loss and a metric per epoch) as a PNG.
     Plot(PlotArgs),
+    /// YOLO object detection with a darknet model (YOLOv3-tiny on COCO), as darknet's
+    /// `detector test`: boxes, labels, scores; JSON, drawn PNGs, region files.
+    Detect(detect::DetectArgs),
+    /// Region features for VL-BERT and ViLBERT: boxes (detector, annotations or a grid) and
+    /// RoIAlign features of a detector or ViT/DINOv2 backbone, in safetensors, TSV or npz.
+    Regions(regions::RegionsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -226,5 +234,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Text(cmd) => text::run(cmd),
         ModelCommand::Vit(cmd) => vit::run(cmd),
         ModelCommand::Plot(a) => cmd_plot(a),
+        ModelCommand::Detect(a) => detect::run(a),
+        ModelCommand::Regions(a) => regions::run(a),
     }
 }

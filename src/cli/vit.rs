@@ -10,6 +10,7 @@ use tessera::core::checkpoint::{load_safetensors, save_safetensors};
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::run::RunDir;
 use tessera::vit::config::VitConfig;
+use tessera::vit::data::{image_batch, normalisation};
 use tessera::vit::data::{read_images, stratified_split, ImageSet};
 use tessera::vit::model::{load_hf, Vit};
 use tessera::vit::train::{evaluate, train_vit, ClassMetrics, VitRunOptions, VitTrainConfig};
@@ -479,47 +480,6 @@ fn print_metrics(m: &ClassMetrics) -> Result<()> {
 /// The side images are resized to for the model in `dir`: the `size` of its
 /// preprocessor_config.json (the resolution it was trained or fine-tuned at), else the config's
 /// image_size.
-fn input_size(dir: &std::path::Path, mc: &VitConfig) -> Result<usize> {
-    let path = dir.join("preprocessor_config.json");
-    let Ok(text) = std::fs::read_to_string(&path) else {
-        return Ok(mc.image_size);
-    };
-    let v: serde_json::Value =
-        serde_json::from_str(&text).with_context(|| format!("{}: not JSON", path.display()))?;
-    let side = |k: &str| v["size"][k].as_u64().map(|x| x as usize);
-    match (side("height"), side("width")) {
-        (Some(h), Some(w)) if h == w && h > 0 => Ok(h),
-        (Some(h), Some(w)) => bail!(
-            "{}: size {h}x{w}: only square inputs are supported",
-            path.display()
-        ),
-        _ => Ok(mc.image_size),
-    }
-}
-
-/// Per-channel mean and std for a model directory: `image_mean`/`image_std` from its
-/// preprocessor_config.json or config.json, else 0.5 (Hugging Face's ViT default).
-fn normalisation(dir: &std::path::Path, channels: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-    for name in ["preprocessor_config.json", "config.json"] {
-        let Ok(text) = std::fs::read_to_string(dir.join(name)) else {
-            continue;
-        };
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("{}: not JSON", dir.join(name).display()))?;
-        if let (Some(m), Some(s)) = (v.get("image_mean"), v.get("image_std")) {
-            let m: Vec<f32> = serde_json::from_value(m.clone())?;
-            let s: Vec<f32> = serde_json::from_value(s.clone())?;
-            anyhow::ensure!(
-                m.len() == channels && s.len() == channels,
-                "{}: image_mean/image_std do not have {channels} values",
-                dir.join(name).display()
-            );
-            return Ok((m, s));
-        }
-    }
-    Ok((vec![0.5; channels], vec![0.5; channels]))
-}
-
 fn cmd_features(a: FeaturesArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
@@ -569,44 +529,6 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
 }
 
 /// Image files as the model in `dir` takes them.
-struct ImageBatch {
-    /// Resized to the model's input side and normalised, [B, C, S, S].
-    pixels: burn::tensor::TensorData,
-    /// The resized [0, 1] pixels of each image, when asked for (for overlays).
-    raw: Vec<Vec<f32>>,
-    side: usize,
-}
-
-fn image_batch(
-    dir: &std::path::Path,
-    mc: &VitConfig,
-    files: &[PathBuf],
-    keep_raw: bool,
-) -> Result<ImageBatch> {
-    let (mean, std) = normalisation(dir, mc.num_channels)?;
-    let (s, c) = (input_size(dir, mc)?, mc.num_channels);
-    let mut all = Vec::new();
-    let mut raw = Vec::new();
-    for f in files {
-        let (v, _, _) = tessera::vit::data::load_image_file(f, Some(s), c)?;
-        for ch in 0..c {
-            all.extend(
-                v[ch * s * s..(ch + 1) * s * s]
-                    .iter()
-                    .map(|x| (x - mean[ch]) / std[ch]),
-            );
-        }
-        if keep_raw {
-            raw.push(v);
-        }
-    }
-    Ok(ImageBatch {
-        pixels: burn::tensor::TensorData::new(all, [files.len(), c, s, s]),
-        raw,
-        side: s,
-    })
-}
-
 fn cmd_predict(a: PredictArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;

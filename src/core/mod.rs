@@ -25,6 +25,7 @@ macro_rules! simd_dispatch {
 pub mod attention;
 pub mod checkpoint;
 pub mod device;
+pub mod draw;
 pub mod dropout;
 pub mod embeddings;
 pub mod encoder;
@@ -42,6 +43,7 @@ pub mod plot;
 pub mod progress;
 pub mod resources;
 pub mod rng;
+pub mod roi_align;
 pub mod run;
 pub mod trainer;
 pub mod validate;

@@ -2,12 +2,10 @@
 //! `metrics.jsonl`, drawn side by side into a PNG (plotters, with the DejaVu Sans font embedded so
 //! that no system font is needed).
 
-use super::run::write_atomic;
 use super::trainer::{read_metrics, METRICS_JSONL};
 use anyhow::{anyhow, bail, Context, Result};
 use plotters::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 /// Columns of `metrics.jsonl` that are bookkeeping, not metrics.
 const NOT_METRICS: &[&str] = &[
@@ -94,18 +92,6 @@ pub fn read_curves(run_dir: &Path, metric: Option<&str>) -> Result<RunCurves> {
     })
 }
 
-fn register_font() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        // The embedded font is valid, so registration cannot fail.
-        let _ = plotters::style::register_font(
-            "sans-serif",
-            FontStyle::Normal,
-            dejavu::sans::regular(),
-        );
-    });
-}
-
 /// The range of `values` with a margin, never empty.
 fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
@@ -122,7 +108,7 @@ fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
 
 /// Draw the curves of `runs` (loss on the left, `metric` on the right) into a PNG at `output`.
 pub fn plot_runs(runs: &[RunCurves], metric: Option<&str>, output: &Path) -> Result<()> {
-    register_font();
+    super::draw::register_font();
     let (width, height) = (1400u32, 560u32);
     let mut buffer = vec![0u8; (width * height * 3) as usize];
     {
@@ -224,9 +210,5 @@ pub fn plot_runs(runs: &[RunCurves], metric: Option<&str>, output: &Path) -> Res
     }
     let image = image::RgbImage::from_raw(width, height, buffer)
         .context("plot buffer has the wrong size")?;
-    let mut png = Vec::new();
-    image::DynamicImage::ImageRgb8(image)
-        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .context("cannot encode the PNG")?;
-    write_atomic(output, &png)
+    super::draw::write_png(&image, output)
 }
