@@ -560,3 +560,222 @@ fn contiguous(t: &FlexTensor) -> FlexTensor {
         t.to_contiguous()
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// 2-D convolution (inference)
+
+thread_local! {
+    static IM2COL: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An activation applied in place after a fused convolution.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ConvActivation {
+    Identity,
+    /// `x > 0 ? x : slope * x` (darknet's leaky: 0.1).
+    Leaky(f32),
+}
+
+/// Rows (output channels) x columns (output pixels): `cols` [C*k*k, OH*OW] of one image, zero
+/// outside the padded input.
+#[allow(clippy::too_many_arguments)]
+fn im2col(
+    x: &[f32],
+    h: usize,
+    w: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    oh: usize,
+    ow: usize,
+    cols: &mut [f32],
+) {
+    let plane = oh * ow;
+    cols.par_chunks_mut(plane)
+        .enumerate()
+        .for_each(|(row, dst)| {
+            let ch = row / (k * k);
+            let (ki, kj) = ((row / k) % k, row % k);
+            let src = &x[ch * h * w..(ch + 1) * h * w];
+            for oy in 0..oh {
+                let y = (oy * stride + ki) as isize - pad as isize;
+                let line = &mut dst[oy * ow..(oy + 1) * ow];
+                if y < 0 || y >= h as isize {
+                    line.fill(0.0);
+                    continue;
+                }
+                let srow = &src[y as usize * w..(y as usize + 1) * w];
+                if stride == 1 {
+                    // Columns ox with 0 <= ox + kj - pad < w, copied as one run.
+                    let lo = pad.saturating_sub(kj).min(ow);
+                    let hi = (w + pad).saturating_sub(kj).min(ow).max(lo);
+                    line[..lo].fill(0.0);
+                    line[hi..].fill(0.0);
+                    let s0 = lo + kj - pad;
+                    line[lo..hi].copy_from_slice(&srow[s0..s0 + (hi - lo)]);
+                } else {
+                    for (ox, v) in line.iter_mut().enumerate() {
+                        let xx = (ox * stride + kj) as isize - pad as isize;
+                        *v = if xx < 0 || xx >= w as isize {
+                            0.0
+                        } else {
+                            srow[xx as usize]
+                        };
+                    }
+                }
+            }
+        });
+}
+
+/// 2-D convolution of `x` [B, C, H, W] with `weight` [N, C / groups, k, k] and `bias` [N], then
+/// `act`, for inference (no autodiff). On the host: im2col and one matrix product per image and
+/// group straight into a buffer holding the bias, the activation applied in place (burn's CPU
+/// convolution converts to channels-last, tiles, and adds bias and activation in more passes).
+/// Elsewhere: burn's `conv2d` and element-wise ops. Square kernels and equal strides/padding.
+pub fn conv2d(
+    x: Tensor<4>,
+    weight: &Tensor<4>,
+    bias: &Tensor<1>,
+    stride: usize,
+    pad: usize,
+    groups: usize,
+    act: ConvActivation,
+) -> Tensor<4> {
+    let device = x.device();
+    let [b, c, h, w] = x.dims();
+    let [n, cg, k, k2] = weight.dims();
+    if !is_host(&device) || device.is_autodiff() || k != k2 || x.shape().num_elements() == 0 {
+        let y = burn::tensor::module::conv2d(
+            x,
+            weight.clone(),
+            Some(bias.clone()),
+            burn::tensor::ops::ConvOptions::new([stride; 2], [pad; 2], [1, 1], groups),
+        );
+        return match act {
+            ConvActivation::Identity => y,
+            ConvActivation::Leaky(slope) => {
+                let neg = y.clone().lower_elem(0.0);
+                y.clone().mask_where(neg, y.mul_scalar(slope))
+            }
+        };
+    }
+    let oh = (h + 2 * pad - k) / stride + 1;
+    let ow = (w + 2 * pad - k) / stride + 1;
+    let plane = oh * ow;
+    let ng = n / groups;
+    let kk = cg * k * k;
+    let xp = x
+        .try_into_primitive::<Flex>()
+        .expect("a tensor on the host backend");
+    let wp = weight
+        .clone()
+        .try_into_primitive::<Flex>()
+        .expect("a tensor on the host backend");
+    let bp = bias
+        .clone()
+        .try_into_primitive::<Flex>()
+        .expect("a tensor on the host backend");
+    let bias_v = host_values(&bp);
+    let mut out = vec![0f32; b * n * plane];
+    let direct = k == 1 && stride == 1 && pad == 0;
+    with_slice(&xp, |xs| {
+        with_slice(&wp, |ws| {
+            // The im2col buffer is kept between calls: allocating tens of MB per layer makes the
+            // kernel zero fresh pages every time (a fifth of a detection in a profile).
+            IM2COL.with_borrow_mut(|cols| {
+                if !direct {
+                    cols.resize(kk * plane, 0.0);
+                }
+                for img in 0..b {
+                    for g in 0..groups {
+                        let xg = &xs[(img * c + g * cg) * h * w..(img * c + (g + 1) * cg) * h * w];
+                        let rhs: &[f32] = if direct {
+                            xg
+                        } else {
+                            im2col(xg, h, w, k, stride, pad, oh, ow, &mut cols[..kk * plane]);
+                            &cols[..kk * plane]
+                        };
+                        let dst =
+                            &mut out[(img * n + g * ng) * plane..(img * n + (g + 1) * ng) * plane];
+                        for (row, &bv) in dst.chunks_mut(plane).zip(&bias_v[g * ng..(g + 1) * ng]) {
+                            row.fill(bv);
+                        }
+                        matmul_into(
+                            dst,
+                            true,
+                            row_major(&ws[g * ng * kk..(g + 1) * ng * kk], kk),
+                            row_major(rhs, plane),
+                            ng,
+                            plane,
+                            kk,
+                        );
+                    }
+                }
+            })
+        })
+    });
+    if let ConvActivation::Leaky(slope) = act {
+        out.par_chunks_mut(1 << 14).for_each(|chunk| {
+            for v in chunk {
+                if *v < 0.0 {
+                    *v *= slope;
+                }
+            }
+        });
+    }
+    Tensor::from_primitive::<Flex>(flex(out, Shape::from([b, n, oh, ow])))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Max pooling (inference)
+
+/// Max pooling of `x` [B, C, H, W] with a `size` x `size` window moved by `stride`, starting
+/// `begin` pixels before the first row and column, giving `out` (height, width); window positions
+/// outside the input are skipped (as padding with -inf). On the host one parallel pass over the
+/// channels; elsewhere burn's `max_pool2d` with the equivalent padding.
+pub fn max_pool2d(
+    x: Tensor<4>,
+    size: usize,
+    stride: usize,
+    begin: usize,
+    out: (usize, usize),
+) -> Tensor<4> {
+    let device = x.device();
+    let [b, c, h, w] = x.dims();
+    let (oh, ow) = out;
+    if !is_host(&device) || device.is_autodiff() || x.shape().num_elements() == 0 {
+        let end = |o: usize, input: usize| ((o - 1) * stride + size).saturating_sub(begin + input);
+        let opts = burn::tensor::ops::MaxPoolOptions::new([size; 2])
+            .with_stride([stride; 2])
+            .with_padding_pairs([(begin, end(oh, h)), (begin, end(ow, w))]);
+        return burn::tensor::module::max_pool2d(x, opts);
+    }
+    let xp = x
+        .try_into_primitive::<Flex>()
+        .expect("a tensor on the host backend");
+    let mut y = vec![0f32; b * c * oh * ow];
+    with_slice(&xp, |xs| {
+        y.par_chunks_mut(oh * ow)
+            .zip(xs.par_chunks(h * w))
+            .for_each(|(dst, src)| {
+                for oy in 0..oh {
+                    let y0 = (oy * stride) as isize - begin as isize;
+                    let rows =
+                        (y0.max(0) as usize)..((y0 + size as isize).min(h as isize) as usize);
+                    for ox in 0..ow {
+                        let x0 = (ox * stride) as isize - begin as isize;
+                        let cols =
+                            (x0.max(0) as usize)..((x0 + size as isize).min(w as isize) as usize);
+                        let mut m = -f32::MAX;
+                        for r in rows.clone() {
+                            for v in &src[r * w + cols.start..r * w + cols.end] {
+                                m = m.max(*v);
+                            }
+                        }
+                        dst[oy * ow + ox] = m;
+                    }
+                }
+            })
+    });
+    Tensor::from_primitive::<Flex>(flex(y, Shape::from([b, c, oh, ow])))
+}

@@ -11,10 +11,9 @@
 //! `(x - mean) / (sqrt(var) + 1e-6) * scale + bias` (darknet's `normalize_cpu`).
 
 use super::config::{Activation, LayerKind, NetSpec};
+use crate::core::fused_ops::{conv2d, max_pool2d, ConvActivation};
 use anyhow::{bail, Result};
 use burn::tensor::activation::{relu, sigmoid};
-use burn::tensor::module::{conv2d, max_pool2d};
-use burn::tensor::ops::{ConvOptions, MaxPoolOptions};
 use burn::tensor::{Device, Tensor, TensorData};
 use std::path::Path;
 
@@ -224,13 +223,16 @@ impl Darknet {
                     },
                     Params::Conv { weight, bias },
                 ) => {
-                    let y = conv2d(
-                        cur,
-                        (**weight).clone(),
-                        Some((**bias).clone()),
-                        ConvOptions::new([*stride; 2], [*padding; 2], [1, 1], *groups),
-                    );
-                    activate(y, *activation)
+                    // Leaky and linear fuse into the convolution; the others follow it.
+                    let fused = match activation {
+                        Activation::Leaky => ConvActivation::Leaky(0.1),
+                        _ => ConvActivation::Identity,
+                    };
+                    let y = conv2d(cur, weight, bias, *stride, *padding, *groups, fused);
+                    match activation {
+                        Activation::Leaky | Activation::Linear => y,
+                        other => activate(y, *other),
+                    }
                 }
                 (
                     LayerKind::Maxpool {
@@ -240,16 +242,8 @@ impl Darknet {
                     },
                     _,
                 ) => {
-                    let begin = padding / 2;
-                    let (oh, ow) = (l.out.1, l.out.2);
-                    let [_, _, ih, iw] = cur.dims();
-                    let end = |o: usize, input: usize| {
-                        ((o - 1) * stride + size).saturating_sub(begin + input)
-                    };
-                    let opts = MaxPoolOptions::new([*size; 2])
-                        .with_stride([*stride; 2])
-                        .with_padding_pairs([(begin, end(oh, ih)), (begin, end(ow, iw))]);
-                    max_pool2d(cur, opts)
+                    // darknet starts its windows `padding / 2` before the input.
+                    max_pool2d(cur, *size, *stride, padding / 2, (l.out.1, l.out.2))
                 }
                 (LayerKind::Upsample { stride }, _) => {
                     let [b, c, h, w] = cur.dims();
