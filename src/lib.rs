@@ -6,6 +6,7 @@
 
 pub mod bert4rec;
 pub mod core;
+pub mod corpora;
 pub mod detect;
 pub mod metapath2vec;
 pub mod regions;

@@ -384,6 +384,28 @@ impl Fixtures {
             .save(d.join("digit.png"))
             .unwrap();
         write(d, "not_an_image.png", "hello");
+
+        // Detectors: the tiny fixture with a cut .weights, and with an unknown layer kind.
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/darknet-tiny");
+        for (name, cut, reorg) in [("det_cut", true, false), ("det_reorg", false, true)] {
+            let dir = d.join(name);
+            copy_dir(&tiny, &dir);
+            if cut {
+                let w = std::fs::read(dir.join("tiny.weights")).unwrap();
+                std::fs::write(dir.join("tiny.weights"), &w[..w.len() / 2]).unwrap();
+            }
+            if reorg {
+                let c = std::fs::read_to_string(dir.join("tiny.cfg")).unwrap();
+                std::fs::write(dir.join("tiny.cfg"), c.replace("[upsample]", "[reorg]")).unwrap();
+            }
+        }
+        // Annotated corpora: one good image, one box outside its image.
+        for (name, bx) in [("corpus", "[1, 1, 6, 6]"), ("bad_corpus", "[1, 1, 60, 6]")] {
+            let dir = d.join(name);
+            std::fs::create_dir_all(dir.join("images")).unwrap();
+            std::fs::copy(d.join("digit.png"), dir.join("images/a.png")).unwrap();
+            write(&dir, "annotations.jsonl", &format!("{{\"image\": \"images/a.png\", \"width\": 8, \"height\": 8, \"boxes\": [{bx}]}}\n"));
+        }
         f
     }
 }
@@ -454,6 +476,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
     );
     let (corpus, vocab, mlm) = (p("corpus.txt"), p("vocab"), p("mlm"));
     let (pixels, vit) = (p("pixels.csv"), p("vit"));
+    let tiny_det = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/darknet-tiny")
+        .to_string_lossy()
+        .into_owned();
     let out = p("out.txt");
     vec![
         // BERT4Rec training: numbers from flags and config files.
@@ -558,6 +584,23 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("predict on a file that is no image", &["vit", "predict", "--model", &vit, "--input", &p("not_an_image.png")], &["not_an_image.png"]),
         case("predict top 0", &["vit", "predict", "--model", &vit, "--input", &p("digit.png"), "--top-k", "0"], &["--top-k"]),
         pipe_case("predict into a closed pipe", &["vit", "predict", "--model", &vit, "--input", &p("digit.png")]),
+        // Detection, regions, corpora.
+        case("detector directory missing", &["detect", "--model", &p("nope"), "--input", &p("digit.png")], &["nope"]),
+        case("detector directory without a .cfg", &["detect", "--model", &p("vocab"), "--input", &p("digit.png")], &["no .cfg file"]),
+        case("detection threshold 2", &["detect", "--model", &tiny_det, "--input", &p("digit.png"), "--threshold", "2"], &["--threshold"]),
+        case("NMS 0", &["detect", "--model", &tiny_det, "--input", &p("digit.png"), "--nms", "0"], &["--nms"]),
+        case("truncated .weights", &["detect", "--model", &p("det_cut"), "--input", &p("digit.png")], &["tiny.weights", "truncated"]),
+        case(".cfg with an unknown layer", &["detect", "--model", &p("det_reorg"), "--input", &p("digit.png")], &["tiny.cfg", "[reorg]"]),
+        case("detect on a file that is no image", &["detect", "--model", &tiny_det, "--input", &p("not_an_image.png")], &["not_an_image.png"]),
+        case("regions grid 0", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--grid", "0", "--output", &p("r.safetensors")], &["--grid"]),
+        case("regions of 0 boxes", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--max-boxes", "0", "--output", &p("r.safetensors")], &["--max-boxes"]),
+        case("regions backbone missing", &["regions", "--backbone", "no-such-backbone", "--input", &p("digit.png"), "--output", &p("r.safetensors")], &["no-such-backbone"]),
+        case("regions without images", &["regions", "--backbone", &tiny_det, "--output", &p("r.safetensors")], &["--input"]),
+        case("regions feature layer past the network", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--feature-layer", "99", "--output", &p("r.safetensors")], &["--feature-layer 99"]),
+        case("0 scenes", &["data", "scenes", "--output", &p("sc"), "--count", "0"], &["--count"]),
+        case("a canvas too small", &["data", "scenes", "--output", &p("sc"), "--count", "2", "--size", "10"], &["--size"]),
+        case("show an image past the corpus", &["data", "show", &p("corpus"), "--index", "5", "--output", &p("s.png")], &["--index 5"]),
+        case("an annotation box outside its image", &["data", "show", &p("bad_corpus"), "--output", &p("s.png")], &["annotations.jsonl:1", "boxes"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),
         case("plot a metric no run logs", &["plot", &b4r, "--metric", "nonsense", "--output", &p("c.png")], &["nonsense"]),

@@ -6,5 +6,5 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (dir, _) = common::file("annotations.jsonl", data);
-    let _ = tessera::regions::corpus::read_corpus(dir.path());
+    let _ = tessera::corpora::annotated::read_corpus(dir.path());
 });

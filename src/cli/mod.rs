@@ -10,6 +10,7 @@ macro_rules! set_if_some {
 }
 
 mod bert4rec;
+mod data;
 mod detect;
 mod metapath2vec;
 mod regions;
@@ -58,6 +59,10 @@ pub enum ModelCommand {
     /// Region features for VL-BERT and ViLBERT: boxes (detector, annotations or a grid) and
     /// RoIAlign features of a detector or ViT/DINOv2 backbone, in safetensors, TSV or npz.
     Regions(regions::RegionsArgs),
+    /// Image–text corpora: generated scenes with known answers, a look at one image, easy-VQA
+    /// and COCO in the annotated-image format.
+    #[command(subcommand)]
+    Data(data::Command),
 }
 
 #[derive(Args, Debug)]
@@ -236,5 +241,6 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Plot(a) => cmd_plot(a),
         ModelCommand::Detect(a) => detect::run(a),
         ModelCommand::Regions(a) => regions::run(a),
+        ModelCommand::Data(cmd) => data::run(cmd),
     }
 }

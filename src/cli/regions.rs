@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::progress;
 use tessera::core::roi_align::RoiAlign;
+use tessera::corpora::annotated::read_corpus;
 use tessera::detect::data::read_rgb;
 use tessera::detect::Detector;
-use tessera::regions::corpus::read_corpus;
 use tessera::regions::extract::{
     detector_feature_layer, detector_features, from_candidates, grid_boxes, image_id, POOL,
 };

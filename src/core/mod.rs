@@ -33,6 +33,7 @@ pub mod error;
 pub mod fused;
 pub mod fused_ops;
 pub mod heads;
+pub mod images;
 pub mod kernels;
 pub mod masking;
 pub mod metrics;

@@ -43,7 +43,7 @@ impl RunDir {
     /// Remove the temporary files ([`write_atomic_with`]) that killed processes left here: those
     /// whose writer is no longer running.
     pub fn remove_stale_temp_files(&self) {
-        remove_stale_temp_files(&self.path, None);
+        remove_stale_temp_files(&self.path);
     }
 
     /// Append one JSON object as a line of `metrics.jsonl`.
@@ -75,7 +75,7 @@ pub fn write_atomic_with(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    remove_stale_temp_files(dir, Some(&name));
+    clean_once(dir);
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     {
         let f =
@@ -93,6 +93,20 @@ pub fn write_atomic_with(
     Ok(())
 }
 
+/// Remove stale temporary files from `dir` the first time this process writes there (reading a
+/// directory of thousands of files before every write would make bulk writes quadratic).
+fn clean_once(dir: &Path) {
+    static CLEANED: std::sync::Mutex<Option<std::collections::HashSet<std::path::PathBuf>>> =
+        std::sync::Mutex::new(None);
+    let mut done = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
+    if done
+        .get_or_insert_with(Default::default)
+        .insert(dir.to_path_buf())
+    {
+        remove_stale_temp_files(dir);
+    }
+}
+
 /// The target name and writer's process id of a temporary file named by [`write_atomic_with`]
 /// (`.NAME.tmpPID`).
 fn temp_file_parts(name: &str) -> Option<(&str, u32)> {
@@ -101,17 +115,16 @@ fn temp_file_parts(name: &str) -> Option<(&str, u32)> {
     Some((target, pid.parse().ok()?))
 }
 
-/// Remove the temporary files in `dir` (of the target `only` when given) whose writer is no
-/// longer running: what a killed writer left behind.
-fn remove_stale_temp_files(dir: &Path, only: Option<&str>) {
+/// Remove the temporary files in `dir` whose writer is no longer running: what a killed writer
+/// left behind.
+fn remove_stale_temp_files(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Some((target, pid)) = temp_file_parts(&name) {
-            if only.is_none_or(|o| o == target) && pid != std::process::id() && !process_alive(pid)
-            {
+            if !target.is_empty() && pid != std::process::id() && !process_alive(pid) {
                 let _ = fs::remove_file(entry.path());
             }
         }

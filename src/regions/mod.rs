@@ -2,6 +2,5 @@
 //! of boxes, an appearance feature per box and, for a detector, its class distribution per box;
 //! the files that hold them ([`files`]) and their extraction from a backbone ([`extract`]).
 
-pub mod corpus;
 pub mod extract;
 pub mod files;
