@@ -308,10 +308,10 @@ fn questions(objects: &[Object]) -> Vec<Qa> {
     labels.dedup();
     let mut qa = Vec::new();
     for &l in &labels {
-        for r in 0..RELATIONS.len() {
+        for (r, rel) in RELATIONS.iter().enumerate() {
             if let Some(a) = unique_answer(objects, r, l) {
                 qa.push(Qa {
-                    question: format!("what is {} the {l}?", RELATIONS[r]),
+                    question: format!("what is {rel} the {l}?"),
                     answer: a.to_string(),
                 });
             }
