@@ -36,7 +36,7 @@ fn parse_caption(c: &str) -> (String, usize, String) {
         .copied()
         .collect();
     for a in &labels {
-        for (r, rel) in RELATIONS.iter().enumerate() {
+        for r in 0..RELATIONS.len() {
             for b in &labels {
                 if c == tessera::corpora::scenes::caption(a, r, b) {
                     return (a.to_string(), r, b.to_string());
