@@ -1,7 +1,7 @@
 //! `tessera detect`: YOLO detections on image files, as darknet's `detector test`.
 
 use super::Common;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -40,15 +40,8 @@ pub struct DetectArgs {
 
 pub fn run(a: DetectArgs) -> Result<()> {
     tessera::core::device::set_threads(a.common.threads);
-    if !(0.0..1.0).contains(&a.threshold) {
-        bail!(
-            "--threshold must be at least 0 and below 1, got {}",
-            a.threshold
-        );
-    }
-    if !(a.nms > 0.0 && a.nms <= 1.0) {
-        bail!("--nms must be above 0 and at most 1, got {}", a.nms);
-    }
+    tessera::core::validate::probability_below_one("--threshold", a.threshold as f64)?;
+    tessera::core::validate::proportion("--nms", a.nms as f64)?;
     let device = device_from_name(&a.common.device)?;
     let detector = Detector::load(&a.model, &device)?;
     let draw_dir = match &a.draw {

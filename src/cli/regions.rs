@@ -82,15 +82,8 @@ enum Backbone {
 
 pub fn run(a: RegionsArgs) -> Result<()> {
     set_threads(a.common.threads);
-    if !(0.0..1.0).contains(&a.threshold) {
-        bail!(
-            "--threshold must be at least 0 and below 1, got {}",
-            a.threshold
-        );
-    }
-    if !(a.nms > 0.0 && a.nms <= 1.0) {
-        bail!("--nms must be above 0 and at most 1, got {}", a.nms);
-    }
+    tessera::core::validate::probability_below_one("--threshold", a.threshold as f64)?;
+    tessera::core::validate::proportion("--nms", a.nms as f64)?;
     let device = device_from_name(&a.common.device)?;
     let dir = resolve_model_dir(&a.backbone)?;
     let backbone = if dir.join("config.json").exists() {

@@ -116,6 +116,14 @@ pub struct Selection {
 }
 
 impl Selection {
+    /// The patience, when given, is at least one epoch.
+    pub fn validate(&self) -> Result<()> {
+        match self.patience {
+            Some(p) => super::validate::at_least_one("selection.patience (--patience)", p),
+            None => Ok(()),
+        }
+    }
+
     fn better(&self, value: f64, best: f64) -> bool {
         match self.direction {
             Direction::Max => value > best,
@@ -207,10 +215,10 @@ impl LoopSettings {
         if let Some(c) = a.clip_grad_norm {
             positive("clip_grad_norm", c)?;
         }
-        if let Some(p) = self.selection.as_ref().and_then(|s| s.patience) {
-            at_least_one("selection.patience (--patience)", p)?;
+        match &self.selection {
+            Some(s) => s.validate(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

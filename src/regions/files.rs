@@ -228,6 +228,13 @@ pub fn open(path: &Path) -> Result<Box<dyn RegionReader>> {
 // ---------------------------------------------------------------------------------------------
 // safetensors
 
+/// Boxes from their flat x1, y1, x2, y2 values.
+fn boxes_of(flat: &[f32]) -> Vec<[f32; 4]> {
+    flat.chunks_exact(4)
+        .map(|b| [b[0], b[1], b[2], b[3]])
+        .collect()
+}
+
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -537,10 +544,7 @@ impl RegionReader for SafetensorsReader {
             image_id: self.ids[i].clone(),
             width: size[0],
             height: size[1],
-            boxes: flat
-                .chunks_exact(4)
-                .map(|b| [b[0], b[1], b[2], b[3]])
-                .collect(),
+            boxes: boxes_of(&flat),
             features,
             cls_prob,
         };
@@ -737,10 +741,7 @@ impl RegionReader for TsvReader {
                 image_id: cols[0].to_string(),
                 width: w,
                 height: h,
-                boxes: flat
-                    .chunks_exact(4)
-                    .map(|b| [b[0], b[1], b[2], b[3]])
-                    .collect(),
+                boxes: boxes_of(&flat),
                 features,
                 cls_prob,
             };
@@ -1042,10 +1043,7 @@ impl RegionReader for NpzDirReader {
             image_id: id,
             width: w,
             height: h,
-            boxes: flat
-                .chunks_exact(4)
-                .map(|b| [b[0], b[1], b[2], b[3]])
-                .collect(),
+            boxes: boxes_of(&flat),
             features: to_f32(feats),
             cls_prob,
         };

@@ -63,12 +63,10 @@ impl MlmConfig {
         non_negative("weight_decay", self.weight_decay)?;
         non_negative("clip_grad_norm", self.clip_grad_norm)?;
         at_least_one("epochs (--epochs)", self.epochs)?;
-        if let Some(s) = &self.selection {
-            if let Some(p) = s.patience {
-                at_least_one("selection.patience (--patience)", p)?;
-            }
+        match &self.selection {
+            Some(s) => s.validate(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 

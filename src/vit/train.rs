@@ -71,12 +71,10 @@ impl VitTrainConfig {
             "std must hold finite numbers greater than 0, got {:?}",
             self.std
         );
-        if let Some(s) = &self.selection {
-            if let Some(p) = s.patience {
-                at_least_one("selection.patience (--patience)", p)?;
-            }
+        match &self.selection {
+            Some(s) => s.validate(),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
