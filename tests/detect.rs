@@ -215,6 +215,14 @@ fn bad_cfg_and_weights_files_are_refused_with_their_place() {
         Darknet::load(spec, &nan, &Device::flex()).unwrap_err()
     );
     assert!(e.contains("not finite"), "{e}");
+    // Found by fuzzing (fuzz/fuzz_targets/darknet.rs): a version field near i32::MAX overflowed
+    // while deciding the header's width.
+    let huge = d.path().join("huge.weights");
+    let mut bad = w.clone();
+    bad[0..4].copy_from_slice(&i32::MAX.to_le_bytes());
+    std::fs::write(&huge, bad).unwrap();
+    let spec = read_cfg(&tiny().0.join("tiny.cfg")).unwrap();
+    assert!(Darknet::load(spec, &huge, &Device::flex()).is_err());
 }
 
 #[test]

@@ -334,6 +334,10 @@ fn malformed_inputs_name_file_and_line() {
     let e = format!("{:#}", read_aminer(dir.path()).unwrap_err());
     assert!(e.contains("paper_author.txt:2"), "{e}");
     assert!(read_graph(&d.path().join("nope")).is_err());
+    // Found by fuzzing: a word2vec header claiming more values than usize holds.
+    let p = write(d.path(), "huge.txt", "2 34444444444444444444\nab 1\n");
+    let e = format!("{:#}", tessera::metapath2vec::io::load(&p).unwrap_err());
+    assert!(e.contains("huge.txt"), "{e}");
 }
 
 #[test]

@@ -191,6 +191,15 @@ mod data_and_training {
         .unwrap()
         .to_string();
         assert!(err.contains("3 labels for 2 images"), "{err}");
+        // Found by fuzzing: a header whose count x height x width overflows usize.
+        let huge = d.path().join("huge-images");
+        let mut head = vec![0u8, 0, 8, 3];
+        for _ in 0..3 {
+            head.extend(0x4000_0000u32.to_be_bytes());
+        }
+        std::fs::write(&huge, head).unwrap();
+        let err = read_idx(&huge, &d.path().join("bad-labels")).err().unwrap();
+        assert!(err.to_string().contains("huge-images"), "{err}");
 
         // CIFAR-10: label byte + 3072 pixels; a truncated file is refused.
         let mut rec = vec![9u8];

@@ -178,7 +178,8 @@ pub fn read_idx(images: &Path, labels: &Path) -> Result<ImageSet> {
         be_u32(&im, 12) as usize,
     );
     let nl = be_u32(&lb, 4) as usize;
-    if im.len() != 16 + n * h * w {
+    let pixels = n.checked_mul(h).and_then(|v| v.checked_mul(w));
+    if pixels.is_none_or(|p| im.len() - 16 != p) {
         bail!(
             "{}: header says {n} images of {h}x{w} but the file holds {} bytes of pixels",
             images.display(),

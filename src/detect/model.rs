@@ -63,7 +63,10 @@ struct Reader<'a> {
 
 impl Reader<'_> {
     fn floats(&mut self, n: usize, what: &str, layer: usize) -> Result<Vec<f32>> {
-        let end = self.pos + 4 * n;
+        let end = n
+            .checked_mul(4)
+            .and_then(|b| b.checked_add(self.pos))
+            .unwrap_or(usize::MAX);
         if end > self.bytes.len() {
             bail!(
                 "{}: truncated: layer {layer} needs {n} {what} at byte {}, the file has {} bytes",
@@ -99,7 +102,7 @@ impl Darknet {
         }
         let i32_at = |i: usize| i32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
         let (major, minor, revision) = (i32_at(0), i32_at(4), i32_at(8));
-        let long_seen = (major * 10 + minor) >= 2 && major < 1000 && minor < 1000;
+        let long_seen = (major as i64 * 10 + minor as i64) >= 2 && major < 1000 && minor < 1000;
         let (seen, start) = if long_seen {
             if bytes.len() < 20 {
                 bail!("{}: truncated header", weights.display());

@@ -59,8 +59,19 @@ pub fn load(path: &Path) -> Result<NamedEmbeddings> {
             ));
         }
         let (n, d) = (h[0], h[1]);
-        let mut names = Vec::with_capacity(n);
-        let mut vectors = Vec::with_capacity(n * d);
+        // Every value takes at least two characters: a header claiming more than the file can
+        // hold is refused before anything is allocated for it.
+        let values = n.checked_mul(d).filter(|&v| v <= text.len() / 2 + 1);
+        let Some(values) = values else {
+            bail!(InputError::new(
+                path,
+                1,
+                None,
+                format!("the header says {n} vectors of {d} values, more than the file holds")
+            ));
+        };
+        let mut names = Vec::with_capacity(n.min(values));
+        let mut vectors = Vec::with_capacity(values);
         for (i, line) in lines.enumerate() {
             if line.trim().is_empty() {
                 continue;
