@@ -12,3 +12,4 @@ pub mod metapath2vec;
 pub mod regions;
 pub mod text;
 pub mod vit;
+pub mod vlbert;

@@ -406,6 +406,28 @@ impl Fixtures {
             std::fs::copy(d.join("digit.png"), dir.join("images/a.png")).unwrap();
             write(&dir, "annotations.jsonl", &format!("{{\"image\": \"images/a.png\", \"width\": 8, \"height\": 8, \"boxes\": [{bx}]}}\n"));
         }
+        // VL-BERT: the parity fixture's model, the same with NaN weights, a captioned corpus and
+        // its regions (pixels backbone), a corpus whose captions outrun the positions.
+        let vl = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vlbert/model");
+        copy_dir(&vl, &d.join("vl_nan"));
+        poison(&d.join("vl_nan/model.safetensors"));
+        for (name, caption) in [("vl_corpus", "a dog"), ("vl_long", &"dog ".repeat(200)[..])] {
+            let dir = d.join(name);
+            std::fs::create_dir_all(dir.join("images")).unwrap();
+            std::fs::copy(d.join("digit.png"), dir.join("images/a.png")).unwrap();
+            write(&dir, "annotations.jsonl", &format!("{{\"image\": \"images/a.png\", \"width\": 8, \"height\": 8, \"boxes\": [[1, 1, 6, 6]], \"labels\": [\"dog\"], \"captions\": [\"{caption}\"]}}\n"));
+        }
+        ok(&[
+            "regions",
+            "--backbone",
+            "pixels",
+            "--boxes",
+            &f.p("vl_corpus"),
+            "--output",
+            &f.p("vl.safetensors"),
+        ]);
+        write(d, "vl_mlm2.toml", "mlm_prob = 2.0\n");
+        write(d, "vl_one.txt", "a dog\n");
         f
     }
 }
@@ -476,6 +498,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
     );
     let (corpus, vocab, mlm) = (p("corpus.txt"), p("vocab"), p("mlm"));
     let (pixels, vit) = (p("pixels.csv"), p("vit"));
+    let vl_model = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vlbert/model")
+        .to_string_lossy()
+        .into_owned();
     let tiny_det = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/darknet-tiny")
         .to_string_lossy()
@@ -601,6 +627,19 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("a canvas too small", &["data", "scenes", "--output", &p("sc"), "--count", "2", "--size", "10"], &["--size"]),
         case("show an image past the corpus", &["data", "show", &p("corpus"), "--index", "5", "--output", &p("s.png")], &["--index 5"]),
         case("an annotation box outside its image", &["data", "show", &p("bad_corpus"), "--output", &p("s.png")], &["annotations.jsonl:1", "boxes"]),
+        // VL-BERT.
+        case("vlbert model directory missing", &["vlbert", "features", "--model", &p("nope"), "--text", &p("few.txt"), "--regions", &p("vl.safetensors"), "--output", &out], &["nope"]),
+        case("vlbert weights holding NaN", &["vlbert", "features", "--model", &p("vl_nan"), "--text", &p("few.txt"), "--regions", &p("vl.safetensors"), "--output", &out], &["model.safetensors", "non-finite"]),
+        case("vlbert region file missing", &["vlbert", "features", "--model", &vl_model, "--text", &p("few.txt"), "--regions", &p("nope.safetensors"), "--output", &out], &["nope.safetensors"]),
+        case("vlbert feature size of another model", &["vlbert", "features", "--model", &vl_model, "--text", &p("vl_one.txt"), "--regions", &p("vl.safetensors"), "--output", &out], &["object_feature_size"]),
+        case("vlbert batch size 0", &["vlbert", "features", "--model", &vl_model, "--text", &p("few.txt"), "--regions", &p("vl.safetensors"), "--output", &out, "--batch-size", "0"], &["--batch-size"]),
+        case("vlbert pretrain with mlm_prob 2", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--config", &p("vl_mlm2.toml"), "--run-dir", &p("vl_run")], &["mlm_prob"]),
+        case("vlbert pretrain 0 epochs", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--epochs", "0", "--run-dir", &p("vl_run")], &["--epochs"]),
+        case("vlbert pretrain on a caption longer than the positions", &["vlbert", "pretrain", "--data", &p("vl_long"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["vl_long", "positions"]),
+        case("vlbert pretrain on a corpus of no regions", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("nope.tsv"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["nope.tsv"]),
+        case("vlbert vqa on a corpus without questions", &["vlbert", "vqa", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["no questions"]),
+        case("vlbert eval of a model directory missing", &["vlbert", "eval", "--model", &p("nope"), "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors")], &["nope"]),
+        case("regions pixels:0", &["regions", "--backbone", "pixels:0", "--boxes", &p("vl_corpus"), "--output", &p("r.safetensors")], &["pixels:0"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),
         case("plot a metric no run logs", &["plot", &b4r, "--metric", "nonsense", "--output", &p("c.png")], &["nonsense"]),

@@ -16,6 +16,7 @@ mod metapath2vec;
 mod regions;
 mod text;
 mod vit;
+mod vlbert;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -51,6 +52,10 @@ pub enum ModelCommand {
     /// ViT image classification and features; DINOv2 backbones (Dosovitskiy et al., 2021).
     #[command(subcommand)]
     Vit(vit::Command),
+    /// VL-BERT: single-stream visual-linguistic BERT over region features and text (Su et al.,
+    /// 2020): features, pretraining, VQA, grounding.
+    #[command(subcommand)]
+    Vlbert(vlbert::Command),
     /// Training curves of one or several run directories (loss and a metric per epoch) as a PNG.
     Plot(PlotArgs),
     /// YOLO object detection with a darknet model (YOLOv3-tiny on COCO), as darknet's
@@ -238,6 +243,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Metapath2vec(cmd) => metapath2vec::run(cmd),
         ModelCommand::Text(cmd) => text::run(cmd),
         ModelCommand::Vit(cmd) => vit::run(cmd),
+        ModelCommand::Vlbert(cmd) => vlbert::run(cmd),
         ModelCommand::Plot(a) => cmd_plot(a),
         ModelCommand::Detect(a) => detect::run(a),
         ModelCommand::Regions(a) => regions::run(a),

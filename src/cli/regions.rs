@@ -21,9 +21,10 @@ use tessera::vit::model::load_hf;
 
 #[derive(Args, Debug)]
 pub struct RegionsArgs {
-    /// Backbone: a detector directory (.cfg + .weights + .names, e.g. yolov3-tiny) or a ViT /
-    /// DINOv2 model directory (e.g. dinov2-s14, a `vit train` run); a bare name is looked up
-    /// under data/.
+    /// Backbone: a detector directory (.cfg + .weights + .names, e.g. yolov3-tiny), a ViT /
+    /// DINOv2 model directory (e.g. dinov2-s14, a `vit train` run; a bare name is looked up
+    /// under data/), or `pixels` / `pixels:N`: each box's crop resized to N x N (default 8), its
+    /// RGB values as the feature (for small synthetic images such as the generated scenes).
     #[arg(long)]
     pub backbone: String,
     /// Images (PNG or JPEG). Not needed with --boxes, whose annotations list their images.
@@ -78,6 +79,21 @@ type Job = (PathBuf, String, Option<Vec<[f32; 4]>>);
 enum Backbone {
     Detector(Detector, usize),
     Vit(Box<tessera::vit::model::Vit>, VitConfig, PathBuf),
+    Pixels(u32),
+}
+
+/// `pixels` or `pixels:N`.
+fn pixels_side(backbone: &str) -> Result<Option<u32>> {
+    let Some(rest) = backbone.strip_prefix("pixels") else {
+        return Ok(None);
+    };
+    if rest.is_empty() {
+        return Ok(Some(8));
+    }
+    match rest.strip_prefix(':').and_then(|n| n.parse::<u32>().ok()) {
+        Some(n) if (1..=64).contains(&n) => Ok(Some(n)),
+        _ => bail!("--backbone {backbone}: give pixels or pixels:N with N from 1 to 64"),
+    }
 }
 
 pub fn run(a: RegionsArgs) -> Result<()> {
@@ -85,8 +101,17 @@ pub fn run(a: RegionsArgs) -> Result<()> {
     tessera::core::validate::probability_below_one("--threshold", a.threshold as f64)?;
     tessera::core::validate::proportion("--nms", a.nms as f64)?;
     let device = device_from_name(&a.common.device)?;
-    let dir = resolve_model_dir(&a.backbone)?;
-    let backbone = if dir.join("config.json").exists() {
+    let pixels = pixels_side(&a.backbone)?;
+    let dir = match pixels {
+        Some(_) => PathBuf::from(&a.backbone),
+        None => resolve_model_dir(&a.backbone)?,
+    };
+    let backbone = if let Some(side) = pixels {
+        if a.boxes.is_none() && a.grid.is_none() {
+            bail!("the pixels backbone gives no boxes: add --boxes or --grid N");
+        }
+        Backbone::Pixels(side)
+    } else if dir.join("config.json").exists() {
         let mc = VitConfig::from_json_file(&dir.join("config.json"))?;
         let model = load_hf(&mc, &dir.join("model.safetensors"), &device)?;
         Backbone::Vit(Box::new(model), mc, dir.clone())
@@ -165,6 +190,21 @@ pub fn run(a: RegionsArgs) -> Result<()> {
                     }
                 }
             }
+            Backbone::Pixels(side) => {
+                let boxes = given
+                    .clone()
+                    .unwrap_or_else(|| grid_boxes(a.grid.unwrap_or(1), w, h));
+                check_boxes(&boxes, w, h, &path)?;
+                let features = tessera::regions::extract::pixel_features(&img, &boxes, *side);
+                ImageRegions {
+                    image_id: id.clone(),
+                    width: w,
+                    height: h,
+                    boxes,
+                    features,
+                    cls_prob: None,
+                }
+            }
             Backbone::Vit(model, mc, dir) => {
                 let (boxes, cls_prob) = match (&given, a.grid, &box_detector) {
                     (Some(b), _, _) => (b.clone(), None),
@@ -197,6 +237,7 @@ pub fn run(a: RegionsArgs) -> Result<()> {
     let name = match &backbone {
         Backbone::Detector(..) => format!("darknet:{}", dir.display()),
         Backbone::Vit(..) => format!("vit:{}", dir.display()),
+        Backbone::Pixels(side) => format!("pixels:{side}"),
     };
     let set = RegionSet::from_images(images, &name);
     write(&a.output, &set)?;

@@ -100,3 +100,41 @@ pub fn mask_last(seq: &[u32], pad: u32, mask_token: u32) -> Masked {
         },
     }
 }
+
+impl ClozeMasker {
+    /// Whole-word masking as VL-BERT's pretraining data side (`random_word_wwm`): each word (a
+    /// token and the `##` pieces after it; `word_start[i]` marks where a word begins) is chosen
+    /// with probability `p` independently (no `max_predictions` cap); a chosen word has all its
+    /// pieces predicted and, with the style's probabilities, all replaced by `[mask]`, each by a
+    /// random token, or kept. Padding and `never_mask` tokens are never chosen.
+    pub fn mask_whole_words<R: Rng>(
+        &self,
+        seq: &[u32],
+        word_start: &[bool],
+        rng: &mut R,
+    ) -> Masked {
+        let mut input = seq.to_vec();
+        let mut targets = Vec::new();
+        let mut i = 0;
+        while i < seq.len() {
+            let mut end = i + 1;
+            while end < seq.len() && !word_start[end] {
+                end += 1;
+            }
+            let eligible = seq[i] != self.pad && !self.never_mask.contains(&seq[i]);
+            if eligible && rng.random::<f64>() < self.p {
+                let u: f64 = rng.random();
+                for j in i..end {
+                    targets.push((j, seq[j]));
+                    if u < self.style.mask_token_prob {
+                        input[j] = self.mask_token;
+                    } else if u < self.style.mask_token_prob + self.style.random_token_prob {
+                        input[j] = rng.random_range(self.random_range.clone());
+                    }
+                }
+            }
+            i = end;
+        }
+        Masked { input, targets }
+    }
+}

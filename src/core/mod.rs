@@ -35,6 +35,7 @@ pub mod fused_ops;
 pub mod heads;
 pub mod images;
 pub mod kernels;
+pub mod losses;
 pub mod masking;
 pub mod metrics;
 pub mod norm;

@@ -1,0 +1,803 @@
+//! `tessera vlbert`: VL-BERT over region files and text.
+
+use super::Common;
+use anyhow::{bail, Result};
+use clap::{Args, Subcommand};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tessera::core::checkpoint::save_safetensors;
+use tessera::core::device::{device_from_name, set_threads};
+use tessera::core::progress;
+use tessera::corpora::annotated::read_corpus;
+use tessera::regions::files::{open, ImageRegions};
+use tessera::text::embed::read_lines;
+use tessera::vlbert::config::VlBertConfig;
+use tessera::vlbert::data::{encode_texts, prepare_regions};
+use tessera::vlbert::eval::features;
+use tessera::vlbert::eval::{find_label_words, label_word_accuracy, LabelWord};
+use tessera::vlbert::load_model_dir;
+use tessera::vlbert::train::{evaluate_pretraining, masking, word_starts, Pair, PairCorpus};
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the pretraining network in evaluation mode on image-text pairs (line i of --text with
+    /// image i of --regions) and write its outputs: text_hidden [B, T, H] ([CLS] .. [SEP]),
+    /// object_hidden [B, R, H] (the whole image first, then the boxes by descending top class
+    /// score), mlm_logits [B, T, V], mvrc_logits [B, R, C]; padded positions are zeros.
+    Features(FeaturesArgs),
+    /// Pretrain on image-text pairs: masked language modelling with visual clues and masked RoI
+    /// classification with linguistic clues, on an annotated corpus's captions and its region
+    /// file. The run directory ends as a model directory.
+    Pretrain(PretrainArgs),
+    /// Measure a model on an annotated corpus and its region file: masked-word and masked-RoI
+    /// accuracy (random masking from --seed), and the accuracy on masked object-label words with
+    /// the image against the same model with the region features zeroed (the visual clues).
+    Eval(EvalArgs),
+    /// Fine-tune for visual question answering on an annotated corpus's questions (`qa`) and its
+    /// region file: `[CLS] question [SEP] [MASK] [SEP] RoIs [END]`, the answer from the `[MASK]`
+    /// slot, binary cross-entropy over the answer vocabulary of the training answers. Reports
+    /// held-out accuracy per epoch; `--blind` trains and measures the question-only baseline.
+    Vqa(VqaArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VqaArgs {
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub regions: PathBuf,
+    #[arg(long, requires = "valid_regions")]
+    pub valid_data: Option<PathBuf>,
+    #[arg(long, requires = "valid_data")]
+    pub valid_regions: Option<PathBuf>,
+    /// Start from a VL-BERT model directory (e.g. a `vlbert pretrain` run).
+    #[arg(long, conflicts_with_all = ["bert", "vocab"])]
+    pub model: Option<PathBuf>,
+    /// Start the text side from a Hugging Face BERT directory.
+    #[arg(long, conflicts_with = "vocab")]
+    pub bert: Option<PathBuf>,
+    /// From scratch with this vocabulary directory and --preset.
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    /// The question-only baseline: region features and boxes zeroed.
+    #[arg(long)]
+    pub blind: bool,
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub run: super::TrainFlags,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model directory (a `vlbert pretrain` run).
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub regions: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct PretrainArgs {
+    /// Annotated corpus (annotations.jsonl with captions, or its directory).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Its region file (`tessera regions --boxes DATA ...`), image ids = annotation file stems.
+    #[arg(long)]
+    pub regions: PathBuf,
+    /// Held-out corpus and region file for the per-epoch masked-word / masked-RoI accuracy.
+    #[arg(long, requires = "valid_regions")]
+    pub valid_data: Option<PathBuf>,
+    #[arg(long, requires = "valid_data")]
+    pub valid_regions: Option<PathBuf>,
+    /// Start from a VL-BERT model directory.
+    #[arg(long, conflicts_with_all = ["bert", "vocab"])]
+    pub model: Option<PathBuf>,
+    /// Initialise the text side from a Hugging Face BERT directory (e.g. data/minilm), as the
+    /// official code initialises from BERT.
+    #[arg(long, conflicts_with = "vocab")]
+    pub bert: Option<PathBuf>,
+    /// Train from scratch with this vocabulary directory (vocab.txt or tokenizer.json) and
+    /// --preset.
+    #[arg(long)]
+    pub vocab: Option<PathBuf>,
+    /// Network size from scratch: tiny (2 layers, 64 wide), small (4 layers, 256 wide), base.
+    #[arg(long, default_value = "tiny")]
+    pub preset: String,
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub run: super::TrainFlags,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// Model directory (config.json, model.safetensors, vocab.txt).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Text file, one sentence per line.
+    #[arg(long)]
+    pub text: PathBuf,
+    /// Region file (safetensors, bottom-up TSV or npz directory), one image per line of --text.
+    #[arg(long)]
+    pub regions: PathBuf,
+    /// Output safetensors file.
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Pairs per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one())]
+    pub batch_size: usize,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Features(a) => cmd_features(a),
+        Command::Pretrain(a) => cmd_pretrain(a),
+        Command::Eval(a) => cmd_eval(a),
+        Command::Vqa(a) => cmd_vqa(a),
+    }
+}
+
+/// Every image of a region file.
+fn read_regions(path: &std::path::Path) -> Result<Vec<ImageRegions>> {
+    let mut reader = open(path)?;
+    let mut images = Vec::new();
+    while let Some(im) = reader.next_image()? {
+        images.push(im);
+    }
+    Ok(images)
+}
+
+fn cmd_features(a: FeaturesArgs) -> Result<()> {
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let m = load_model_dir(&a.model, &device)?;
+    let texts = read_lines(&a.text)?;
+    if texts.is_empty() {
+        bail!("{}: no sentences", a.text.display());
+    }
+    let images = read_regions(&a.regions)?;
+    if images.len() != texts.len() {
+        bail!(
+            "{} holds {} images but {} has {} lines: line i goes with image i",
+            a.regions.display(),
+            images.len(),
+            a.text.display(),
+            texts.len()
+        );
+    }
+    let encoded = encode_texts(
+        &m.tokenizer,
+        &texts,
+        &m.config,
+        &a.text.display().to_string(),
+    )?;
+    let prepared = images
+        .iter()
+        .map(|im| {
+            prepare_regions(im, &m.config)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", a.regions.display()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let pb = progress::bar(texts.len() as u64, "features", a.common.json);
+    let f = features(
+        &m.model,
+        &m.config,
+        &encoded,
+        &prepared,
+        a.batch_size,
+        &device,
+        &|done| pb.set_position(done as u64),
+    )?;
+    pb.finish_and_clear();
+    use burn::tensor::TensorData;
+    let (b, t, r, h) = (f.batch, f.text_len, f.regions, f.hidden);
+    let mut tensors = vec![
+        (
+            "text_hidden".to_string(),
+            TensorData::new(f.text_hidden, [b, t, h]),
+        ),
+        (
+            "object_hidden".to_string(),
+            TensorData::new(f.object_hidden, [b, r, h]),
+        ),
+    ];
+    if f.vocab > 0 {
+        tensors.push((
+            "mlm_logits".into(),
+            TensorData::new(f.mlm_logits, [b, t, f.vocab]),
+        ));
+    }
+    if f.classes > 0 {
+        tensors.push((
+            "mvrc_logits".into(),
+            TensorData::new(f.mvrc_logits, [b, r, f.classes]),
+        ));
+    }
+    let mut meta = HashMap::new();
+    meta.insert(
+        "image_ids".to_string(),
+        serde_json::to_string(&images.iter().map(|i| &i.image_id).collect::<Vec<_>>())?,
+    );
+    meta.insert(
+        "text_lengths".to_string(),
+        serde_json::to_string(&encoded.iter().map(|e| e.ids.len()).collect::<Vec<_>>())?,
+    );
+    meta.insert(
+        "region_counts".to_string(),
+        serde_json::to_string(&prepared.iter().map(|p| p.len()).collect::<Vec<_>>())?,
+    );
+    save_safetensors(&a.output, &tensors, meta)?;
+    eprintln!(
+        "wrote {} pairs to {} (text_hidden [{b}, {t}, {h}], object_hidden [{b}, {r}, {h}])",
+        b,
+        a.output.display()
+    );
+    Ok(())
+}
+
+/// A corpus's captions paired with its images' regions, and the masked-RoI targets.
+fn pair_corpus(
+    data: &std::path::Path,
+    regions: &std::path::Path,
+    cfg: &VlBertConfig,
+    tok: &tessera::text::tokenize::TextTokenizer,
+    classes: &mut Vec<String>,
+) -> Result<(PairCorpus, Vec<LabelWord>)> {
+    let corpus = read_corpus(data)?;
+    let images = read_regions(regions)?;
+    let by_id: HashMap<String, &ImageRegions> =
+        images.iter().map(|im| (im.image_id.clone(), im)).collect();
+    let mut prepared = Vec::new();
+    let mut targets = Vec::new();
+    let mut pairs = Vec::new();
+    let mut label_words = Vec::new();
+    let learn_classes = classes.is_empty();
+    if learn_classes {
+        let mut all: Vec<String> = corpus
+            .images
+            .iter()
+            .flat_map(|a| a.labels.iter().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        *classes = all;
+    }
+    for a in &corpus.images {
+        if a.captions.is_empty() {
+            continue;
+        }
+        let id = a.id();
+        let Some(im) = by_id.get(&id) else {
+            bail!(
+                "{}: no regions for image `{id}` of {}",
+                regions.display(),
+                data.display()
+            );
+        };
+        let p =
+            prepare_regions(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
+        let c = cfg.visual_region_classes;
+        let t = match &p.cls_prob {
+            Some(probs) => {
+                if probs.len() != p.len() * c {
+                    bail!(
+                        "{}: image `{id}` has {} class scores per box but the model predicts {c} \
+                         region classes (visual_region_classes)",
+                        regions.display(),
+                        probs.len() / p.len()
+                    );
+                }
+                probs.clone()
+            }
+            None => {
+                if a.labels.len() != im.num_boxes() {
+                    bail!(
+                        "{}: image `{id}` has {} boxes but its annotation {} labels; without \
+                         class scores in the region file the labels are the targets (make the \
+                         regions with --boxes from this corpus)",
+                        regions.display(),
+                        im.num_boxes(),
+                        a.labels.len()
+                    );
+                }
+                let mut t = vec![0f32; p.len() * c];
+                for (k, &i) in p.order.iter().enumerate() {
+                    let Some(class) = classes.iter().position(|l| *l == a.labels[i]) else {
+                        bail!(
+                            "{}: image `{id}`: label `{}` is not among the training labels",
+                            data.display(),
+                            a.labels[i]
+                        );
+                    };
+                    if class >= c {
+                        bail!(
+                            "{} labels but the model predicts {c} region classes",
+                            classes.len()
+                        );
+                    }
+                    t[(k + 1) * c + class] = 1.0;
+                }
+                t
+            }
+        };
+        let image = prepared.len();
+        prepared.push(p);
+        targets.push(t);
+        let enc = encode_texts(
+            tok,
+            &a.captions,
+            cfg,
+            &format!("{} image {id}", data.display()),
+        )?;
+        let mut labels: Vec<String> = a.labels.clone();
+        labels.sort();
+        labels.dedup();
+        let label_ids: Vec<Vec<u32>> = tok
+            .encode(
+                &labels
+                    .iter()
+                    .map(|l| (l.as_str(), None))
+                    .collect::<Vec<_>>(),
+            )?
+            .into_iter()
+            .map(|e| e.ids[1..e.ids.len().saturating_sub(1)].to_vec())
+            .collect();
+        for e in enc {
+            for positions in find_label_words(&e.ids, &label_ids) {
+                label_words.push(LabelWord {
+                    pair: pairs.len(),
+                    positions,
+                });
+            }
+            pairs.push(Pair {
+                word_start: word_starts(tok, &e.ids),
+                ids: e.ids,
+                image,
+            });
+        }
+    }
+    if pairs.is_empty() {
+        bail!("{}: no captions", data.display());
+    }
+    Ok((
+        PairCorpus {
+            images: prepared,
+            targets,
+            pairs,
+        },
+        label_words,
+    ))
+}
+
+fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
+    use tessera::core::run::RunDir;
+    use tessera::core::trainer::RunOptions;
+    use tessera::text::tokenize::TextTokenizer;
+    use tessera::vlbert::config::VlBertConfig;
+    use tessera::vlbert::model::VlBert;
+    use tessera::vlbert::train::{pretrain, PretrainConfig};
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mut tc: PretrainConfig = super::config_or_default(a.run.config.as_deref())?;
+    set_if_some!(tc.seed, a.run.seed);
+    set_if_some!(tc.epochs, a.run.epochs);
+    set_if_some!(tc.lr, a.run.lr);
+    set_if_some!(tc.batch_size, a.run.batch_size);
+    tc.selection = a.run.selection(tc.selection.take())?;
+    tc.validate()?;
+    // The region classes: from the region file's class scores, else the corpus's labels.
+    let first = read_regions(&a.regions)?;
+    let feature_size = first
+        .iter()
+        .find(|im| im.num_boxes() > 0)
+        .map(|im| im.feature_size())
+        .ok_or_else(|| anyhow::anyhow!("{}: no boxes in any image", a.regions.display()))?;
+    let file_classes = first
+        .iter()
+        .find_map(|im| im.cls_prob.as_ref().map(|p| p.len() / im.num_boxes()));
+    drop(first);
+    let mut classes: Vec<String> = Vec::new();
+    if file_classes.is_none() {
+        let corpus = read_corpus(&a.data)?;
+        let mut all: Vec<String> = corpus
+            .images
+            .iter()
+            .flat_map(|x| x.labels.iter().cloned())
+            .collect();
+        all.sort();
+        all.dedup();
+        if all.is_empty() {
+            bail!(
+                "{}: no class scores in the region file and no box labels in the corpus: \
+                 masked-RoI classification has no targets",
+                a.regions.display()
+            );
+        }
+        classes = all;
+    }
+    let n_classes = file_classes.unwrap_or(classes.len());
+    device.seed(tc.seed);
+    let (model, cfg, tok) = match (&a.model, &a.bert, &a.vocab) {
+        (Some(dir), _, _) => {
+            let m = load_model_dir(dir, &device)?;
+            (m.model, m.config, m.tokenizer)
+        }
+        (None, Some(dir), None) => {
+            let bert = tessera::text::config::BertConfig::from_json_file(&dir.join("config.json"))?;
+            let cfg = VlBertConfig::from_bert(&bert, feature_size, n_classes);
+            cfg.validate()?;
+            let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
+            let model = tessera::vlbert::model::from_bert(&cfg, dir, &device)?;
+            (model, cfg, tok)
+        }
+        (None, None, Some(dir)) => {
+            let tok = TextTokenizer::from_dir(dir, 64)?;
+            let mut bert = match a.preset.as_str() {
+                "tiny" => tessera::text::config::BertConfig::tiny(tok.vocab_size()),
+                "small" => tessera::text::config::BertConfig {
+                    hidden_size: 256,
+                    num_hidden_layers: 4,
+                    num_attention_heads: 4,
+                    intermediate_size: 1024,
+                    max_position_embeddings: 128,
+                    ..tessera::text::config::BertConfig::default()
+                },
+                "base" => tessera::text::config::BertConfig::default(),
+                other => bail!("unknown --preset `{other}` (tiny, small, base)"),
+            };
+            bert.vocab_size = tok.vocab_size();
+            let cfg = VlBertConfig::from_bert(&bert, feature_size, n_classes);
+            cfg.validate()?;
+            let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
+            (VlBert::new(&cfg, &device), cfg, tok)
+        }
+        _ => bail!("give --model DIR, --bert DIR (a Hugging Face BERT) or --vocab DIR"),
+    };
+    if cfg.visual_region_classes != n_classes {
+        bail!(
+            "the model predicts {} region classes but the data has {n_classes}",
+            cfg.visual_region_classes
+        );
+    }
+    let (train, _) = pair_corpus(&a.data, &a.regions, &cfg, &tok, &mut classes)?;
+    let valid = match (&a.valid_data, &a.valid_regions) {
+        (Some(d), Some(r)) => pair_corpus(d, r, &cfg, &tok, &mut classes)?.0,
+        _ => PairCorpus {
+            images: vec![],
+            targets: vec![],
+            pairs: vec![],
+        },
+    };
+    eprintln!(
+        "pretraining on {} pairs over {} images ({} held out), {} region classes",
+        train.pairs.len(),
+        train.images.len(),
+        valid.pairs.len(),
+        n_classes
+    );
+    let run = RunDir::create(&a.run_dir)?;
+    if !classes.is_empty() {
+        run.write_atomic("region_classes.txt", (classes.join("\n") + "\n").as_bytes())?;
+    }
+    tessera::core::trainer::catch_interrupts();
+    let out = pretrain(
+        model,
+        &cfg,
+        &tok,
+        &train,
+        &valid,
+        &tc,
+        &run,
+        &device,
+        &RunOptions {
+            quiet: a.common.json,
+            resume: a.run.resume,
+            stop_after_epochs: a.run.stop_after_epochs,
+        },
+    )?;
+    if a.common.json {
+        let recs: Vec<serde_json::Value> = out
+            .records
+            .iter()
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                m.insert("epoch".into(), r.epoch.into());
+                m.insert("loss".into(), r.loss.into());
+                for (k, v) in &r.metrics {
+                    m.insert(k.clone(), (*v).into());
+                }
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&recs)?);
+    }
+    Ok(())
+}
+
+fn cmd_eval(a: EvalArgs) -> Result<()> {
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let m = load_model_dir(&a.model, &device)?;
+    let mut classes: Vec<String> = match std::fs::read_to_string(a.model.join("region_classes.txt"))
+    {
+        Ok(t) => t.lines().map(String::from).collect(),
+        Err(_) => vec![],
+    };
+    let (corpus, words) = pair_corpus(&a.data, &a.regions, &m.config, &m.tokenizer, &mut classes)?;
+    let tc = tessera::vlbert::train::PretrainConfig::default();
+    let mk = masking(&m.tokenizer, &tc)?;
+    let mut metrics = evaluate_pretraining(
+        &m.model,
+        &m.config,
+        &corpus,
+        &mk,
+        a.seed,
+        a.batch_size,
+        &device,
+    );
+    for (name, zero) in [
+        ("label_word_accuracy", false),
+        ("label_word_accuracy_features_zeroed", true),
+    ] {
+        let acc = label_word_accuracy(
+            &m.model,
+            &m.config,
+            &corpus,
+            &words,
+            mk.words.mask_token,
+            zero,
+            a.batch_size,
+            &device,
+        );
+        metrics.push((name.to_string(), acc));
+    }
+    metrics.retain(|(k, _)| !k.ends_with("_loss"));
+    let metrics: Vec<(String, f64)> = metrics
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches("valid_").to_string(), v))
+        .collect();
+    if a.common.json {
+        let map: serde_json::Map<String, serde_json::Value> = metrics
+            .iter()
+            .map(|(k, v)| (k.clone(), (*v).into()))
+            .chain([
+                ("pairs".to_string(), corpus.pairs.len().into()),
+                ("label_words".to_string(), words.len().into()),
+            ])
+            .collect();
+        println!("{}", serde_json::Value::Object(map));
+    } else {
+        println!(
+            "{} pairs over {} images, {} masked label words",
+            corpus.pairs.len(),
+            corpus.images.len(),
+            words.len()
+        );
+        for (k, v) in &metrics {
+            println!("{k:<38} {v:.4}");
+        }
+    }
+    Ok(())
+}
+
+/// A corpus's questions on its images' regions, answers indexed in `answers` (learnt from the
+/// corpus when empty).
+fn qa_corpus(
+    data: &std::path::Path,
+    regions: &std::path::Path,
+    cfg: &VlBertConfig,
+    tok: &tessera::text::tokenize::TextTokenizer,
+    answers: &mut Vec<String>,
+) -> Result<tessera::vlbert::train::QaCorpus> {
+    use tessera::vlbert::train::{question_input, QaCorpus, Question};
+    let corpus = read_corpus(data)?;
+    if answers.is_empty() {
+        let mut all: Vec<String> = corpus
+            .images
+            .iter()
+            .flat_map(|a| a.qa.iter().map(|q| q.answer.clone()))
+            .collect();
+        all.sort();
+        all.dedup();
+        *answers = all;
+    }
+    let images = read_regions(regions)?;
+    let by_id: HashMap<String, &ImageRegions> =
+        images.iter().map(|im| (im.image_id.clone(), im)).collect();
+    let mask_id = tok
+        .mask_id
+        .ok_or_else(|| anyhow::anyhow!("the vocabulary lacks [MASK]"))?;
+    let sep_id = tok
+        .token_to_id("[SEP]")
+        .ok_or_else(|| anyhow::anyhow!("the vocabulary lacks [SEP]"))?;
+    let mut prepared = Vec::new();
+    let mut questions = Vec::new();
+    for a in &corpus.images {
+        if a.qa.is_empty() {
+            continue;
+        }
+        let id = a.id();
+        let Some(im) = by_id.get(&id) else {
+            bail!(
+                "{}: no regions for image `{id}` of {}",
+                regions.display(),
+                data.display()
+            );
+        };
+        let p =
+            prepare_regions(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
+        let image = prepared.len();
+        prepared.push(p);
+        let texts: Vec<String> = a.qa.iter().map(|q| q.question.clone()).collect();
+        let mut limited = cfg.clone();
+        // Two more tokens follow the question: [MASK] [SEP].
+        limited.max_position_embeddings = cfg.max_position_embeddings.saturating_sub(2);
+        let enc = encode_texts(
+            tok,
+            &texts,
+            &limited,
+            &format!("{} image {id}", data.display()),
+        )?;
+        for (e, q) in enc.iter().zip(&a.qa) {
+            let (ids, type_ids, answer_position) = question_input(&e.ids, mask_id, sep_id);
+            questions.push(Question {
+                ids,
+                type_ids,
+                answer_position,
+                image,
+                answer: answers.iter().position(|x| *x == q.answer),
+            });
+        }
+    }
+    if questions.is_empty() {
+        bail!("{}: no questions (qa)", data.display());
+    }
+    Ok(QaCorpus {
+        images: prepared,
+        questions,
+    })
+}
+
+fn cmd_vqa(a: VqaArgs) -> Result<()> {
+    use tessera::core::run::RunDir;
+    use tessera::core::trainer::RunOptions;
+    use tessera::text::tokenize::TextTokenizer;
+    use tessera::vlbert::model::{from_bert, load_with_vqa_head, VlBert};
+    use tessera::vlbert::train::{train_vqa, QaCorpus, VqaConfig};
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mut tc: VqaConfig = super::config_or_default(a.run.config.as_deref())?;
+    set_if_some!(tc.seed, a.run.seed);
+    set_if_some!(tc.epochs, a.run.epochs);
+    set_if_some!(tc.lr, a.run.lr);
+    set_if_some!(tc.batch_size, a.run.batch_size);
+    if a.blind {
+        tc.blind = true;
+    }
+    tc.selection = a.run.selection(tc.selection.take())?;
+    tc.validate()?;
+    let mut answers: Vec<String> = {
+        let corpus = read_corpus(&a.data)?;
+        let mut answers: Vec<String> = corpus
+            .images
+            .iter()
+            .flat_map(|x| x.qa.iter().map(|q| q.answer.clone()))
+            .collect();
+        answers.sort();
+        answers.dedup();
+        answers
+    };
+    if answers.is_empty() {
+        bail!("{}: no questions (qa)", a.data.display());
+    }
+    let feature_size = read_regions(&a.regions)?
+        .iter()
+        .find(|im| im.num_boxes() > 0)
+        .map(|im| im.feature_size())
+        .ok_or_else(|| anyhow::anyhow!("{}: no boxes in any image", a.regions.display()))?;
+    device.seed(tc.seed);
+    let (model, cfg, tok) = match (&a.model, &a.bert, &a.vocab) {
+        (Some(dir), _, _) => {
+            let mut cfg = VlBertConfig::from_json_file(&dir.join("config.json"))?;
+            cfg.answer_vocab_size = answers.len();
+            let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
+            let model = load_with_vqa_head(&cfg, &dir.join("model.safetensors"), &device)?;
+            (model, cfg, tok)
+        }
+        (None, Some(dir), None) => {
+            let bert = tessera::text::config::BertConfig::from_json_file(&dir.join("config.json"))?;
+            let mut cfg = VlBertConfig::from_bert(&bert, feature_size, 1);
+            cfg.answer_vocab_size = answers.len();
+            cfg.validate()?;
+            let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
+            (from_bert(&cfg, dir, &device)?, cfg, tok)
+        }
+        (None, None, Some(dir)) => {
+            let tok = TextTokenizer::from_dir(dir, 64)?;
+            let mut bert = match a.preset.as_str() {
+                "tiny" => tessera::text::config::BertConfig::tiny(tok.vocab_size()),
+                "base" => tessera::text::config::BertConfig::default(),
+                other => bail!("unknown --preset `{other}` (tiny, base)"),
+            };
+            bert.vocab_size = tok.vocab_size();
+            let mut cfg = VlBertConfig::from_bert(&bert, feature_size, 1);
+            cfg.answer_vocab_size = answers.len();
+            cfg.validate()?;
+            let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
+            (VlBert::new(&cfg, &device), cfg, tok)
+        }
+        _ => bail!("give --model DIR, --bert DIR (a Hugging Face BERT) or --vocab DIR"),
+    };
+    let train = qa_corpus(&a.data, &a.regions, &cfg, &tok, &mut answers)?;
+    let valid = match (&a.valid_data, &a.valid_regions) {
+        (Some(d), Some(r)) => qa_corpus(d, r, &cfg, &tok, &mut answers)?,
+        _ => QaCorpus {
+            images: vec![],
+            questions: vec![],
+        },
+    };
+    eprintln!(
+        "VQA on {} questions over {} images ({} held out), {} answers{}",
+        train.questions.len(),
+        train.images.len(),
+        valid.questions.len(),
+        answers.len(),
+        if tc.blind {
+            ", question only (--blind)"
+        } else {
+            ""
+        }
+    );
+    let run = RunDir::create(&a.run_dir)?;
+    tessera::core::trainer::catch_interrupts();
+    let out = train_vqa(
+        model,
+        &cfg,
+        &tok,
+        &answers,
+        &train,
+        &valid,
+        &tc,
+        &run,
+        &device,
+        &RunOptions {
+            quiet: a.common.json,
+            resume: a.run.resume,
+            stop_after_epochs: a.run.stop_after_epochs,
+        },
+    )?;
+    if a.common.json {
+        let recs: Vec<serde_json::Value> = out
+            .records
+            .iter()
+            .map(|r| {
+                let mut m = serde_json::Map::new();
+                m.insert("epoch".into(), r.epoch.into());
+                m.insert("loss".into(), r.loss.into());
+                for (k, v) in &r.metrics {
+                    m.insert(k.clone(), (*v).into());
+                }
+                serde_json::Value::Object(m)
+            })
+            .collect();
+        println!("{}", serde_json::to_string(&recs)?);
+    }
+    Ok(())
+}

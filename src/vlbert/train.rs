@@ -1,0 +1,800 @@
+//! VL-BERT pretraining on image-text pairs (region files + captions) on the shared training
+//! loop: masked language modelling with visual clues (whole-word masking, BERT's 80/10/10) and
+//! masked RoI classification with linguistic clues (15% of the boxes chosen, 90% of those
+//! masked: feature -> the learned mask feature, `[IMG]` -> the mask word; soft cross-entropy
+//! against the region file's class scores, or the annotation's labels one-hot), as the official
+//! `ResNetVLBERTForPretraining` and its data side. Losses are normalised over the batch
+//! (`MLM_LOSS_NORM_IN_BATCH_FIRST` / `MVRC_LOSS_NORM_IN_BATCH_FIRST` false, the official
+//! configs) and summed.
+//!
+//! Named deviations: the random replacement token of the 10% is drawn from the whole
+//! vocabulary as the official `random.choice(vocab)`; the official pretraining also mixes
+//! text-only corpora, which this trainer does not (`text train` covers text alone).
+
+use super::config::VlBertConfig;
+use super::data::{batch, mask_whole_image_feature, Example, PreparedRegions};
+use super::model::{official_renames, VlBert};
+use crate::core::fused::cross_entropy;
+use crate::core::losses::soft_cross_entropy;
+use crate::core::masking::{ClozeMasker, MaskStyle};
+use crate::core::optim::{AdamConfig, Decay};
+use crate::core::rng::rng_for;
+use crate::core::run::RunDir;
+use crate::core::trainer::{self, CheckpointNames, LoopSettings, MicroStep, Selection, Task};
+use crate::text::tokenize::TextTokenizer;
+use anyhow::{ensure, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+const STREAM_MASK: u64 = 31;
+const STREAM_SHUFFLE: u64 = 32;
+const STREAM_DROPOUT: u64 = 33;
+const STREAM_VALID: u64 = 34;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    /// Pairs per micro-batch (see `core::parallel`).
+    pub micro_batch: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub clip_grad_norm: f64,
+    /// Probability a word is chosen for masked language modelling (0.15).
+    pub mlm_prob: f64,
+    /// Probability a box (not the whole image) is chosen for masked-RoI classification (0.15).
+    pub mvrc_prob: f64,
+    /// Share of the chosen boxes that are masked; the rest are predicted unmasked (0.9).
+    pub mvrc_mask_prob: f64,
+    /// Keep the model of the best epoch by this metric; none: the last epoch's.
+    pub selection: Option<Selection>,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            epochs: 1,
+            batch_size: 64,
+            micro_batch: 32,
+            lr: 1e-4,
+            warmup_steps: 100,
+            weight_decay: 1e-4,
+            clip_grad_norm: 1.0,
+            mlm_prob: 0.15,
+            mvrc_prob: 0.15,
+            mvrc_mask_prob: 0.9,
+            selection: None,
+        }
+    }
+}
+
+impl PretrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        use crate::core::validate::*;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        at_least_one("batch_size (--batch-size)", self.batch_size)?;
+        positive("lr (--lr)", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("clip_grad_norm", self.clip_grad_norm)?;
+        proportion("mlm_prob", self.mlm_prob)?;
+        proportion("mvrc_prob", self.mvrc_prob)?;
+        proportion("mvrc_mask_prob", self.mvrc_mask_prob)?;
+        match &self.selection {
+            Some(s) => s.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// One image-text pair of a corpus.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pair {
+    /// `[CLS] text [SEP]`.
+    pub ids: Vec<u32>,
+    /// Where a word starts (a token not beginning with `##`).
+    pub word_start: Vec<bool>,
+    /// Index of its image's regions.
+    pub image: usize,
+}
+
+/// Images (prepared regions and per-RoI class targets) and the pairs over them.
+pub struct PairCorpus {
+    pub images: Vec<PreparedRegions>,
+    /// Per image, R x C targets of the masked-RoI head (row 0, the whole image, zeros).
+    pub targets: Vec<Vec<f32>>,
+    pub pairs: Vec<Pair>,
+}
+
+/// Word starts of token ids (WordPiece continuation pieces begin with `##`).
+pub fn word_starts(tok: &TextTokenizer, ids: &[u32]) -> Vec<bool> {
+    ids.iter()
+        .map(|&i| !tok.id_to_token(i).is_some_and(|t| t.starts_with("##")))
+        .collect()
+}
+
+/// A pair with its masking drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedPair {
+    pub pair: usize,
+    pub input: Vec<u32>,
+    /// (position, original token) to predict.
+    pub mlm_targets: Vec<(usize, u32)>,
+    /// Per RoI: chosen for prediction, and masked.
+    pub chosen: Vec<bool>,
+    pub masked: Vec<bool>,
+}
+
+/// What masks are drawn from.
+pub struct Masking {
+    /// Whole-word masking of the text (`p` = mlm_prob, BERT's 80/10/10).
+    pub words: ClozeMasker,
+    pub mvrc_prob: f64,
+    pub mvrc_mask_prob: f64,
+}
+
+impl Masking {
+    pub fn draw<R: Rng>(&self, corpus: &PairCorpus, index: usize, rng: &mut R) -> MaskedPair {
+        let p = &corpus.pairs[index];
+        let m = self.words.mask_whole_words(&p.ids, &p.word_start, rng);
+        let r = corpus.images[p.image].len();
+        let mut chosen = vec![false; r];
+        let mut masked = vec![false; r];
+        for k in 1..r {
+            if rng.random::<f64>() < self.mvrc_prob {
+                chosen[k] = true;
+                masked[k] = rng.random::<f64>() < self.mvrc_mask_prob;
+            }
+        }
+        MaskedPair {
+            pair: index,
+            input: m.input,
+            mlm_targets: m.targets,
+            chosen,
+            masked,
+        }
+    }
+}
+
+/// The two pretraining losses of masked pairs, each the mean over its predictions in `micro`,
+/// and their counts: (MLM loss, predicted words, masked-RoI loss, predicted RoIs).
+pub struct Losses {
+    pub mlm: Option<Tensor<1>>,
+    pub words: usize,
+    pub mvrc: Option<Tensor<1>>,
+    pub rois: usize,
+    /// Argmax predictions against targets, for accuracies: (word hits, RoI hits).
+    pub hits: Option<(usize, usize)>,
+}
+
+/// Forward masked pairs and compute their losses (and, when `count_hits`, accuracies).
+pub fn pretrain_losses(
+    model: &VlBert,
+    cfg: &VlBertConfig,
+    corpus: &PairCorpus,
+    items: &[MaskedPair],
+    count_hits: bool,
+    device: &Device,
+) -> Losses {
+    let regions: Vec<PreparedRegions> = items
+        .iter()
+        .map(|it| {
+            let mut r = corpus.images[corpus.pairs[it.pair].image].clone();
+            if it.masked.iter().any(|&m| m) {
+                mask_whole_image_feature(&mut r, &it.masked);
+            }
+            r
+        })
+        .collect();
+    let type_ids: Vec<Vec<u32>> = items.iter().map(|it| vec![0; it.input.len()]).collect();
+    let examples: Vec<Example> = items
+        .iter()
+        .zip(&regions)
+        .zip(&type_ids)
+        .map(|((it, r), ty)| Example {
+            ids: &it.input,
+            type_ids: ty,
+            regions: r,
+            masked: &it.masked,
+        })
+        .collect();
+    let b = batch(&examples, cfg);
+    let out = model.forward(&b, device);
+    let h = model.hidden_size();
+    let (t, r) = (b.text_len, b.regions);
+    let mut pos = Vec::new();
+    let mut words = Vec::new();
+    let mut roi_rows = Vec::new();
+    let mut roi_targets = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        for &(p, w) in &it.mlm_targets {
+            pos.push((i * t + p) as i64);
+            words.push(w);
+        }
+        let image = corpus.pairs[it.pair].image;
+        let tg = &corpus.targets[image];
+        let c = tg.len() / corpus.images[image].len();
+        for (k, &ch) in it.chosen.iter().enumerate() {
+            if ch {
+                roi_rows.push((i * r + k) as i64);
+                roi_targets.extend_from_slice(&tg[k * c..(k + 1) * c]);
+            }
+        }
+    }
+    let argmax_hits = |logits: Tensor<2>, want: &dyn Fn(usize) -> usize| -> usize {
+        let pred: Vec<i64> = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .unwrap_or_default();
+        pred.iter()
+            .enumerate()
+            .filter(|(i, &p)| p as usize == want(*i))
+            .count()
+    };
+    let mut hits = (0, 0);
+    let mlm = (!words.is_empty())
+        .then(|| {
+            let n = pos.len();
+            let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(pos, [n]), device);
+            let rows = out.text.clone().reshape([b.batch * t, h]).select(0, idx);
+            model.mlm_logits(rows).map(|l| {
+                if count_hits {
+                    hits.0 = argmax_hits(l.clone(), &|i| words[i] as usize);
+                }
+                cross_entropy(l, &words)
+            })
+        })
+        .flatten();
+    let c = cfg.visual_region_classes;
+    let mvrc = (!roi_rows.is_empty())
+        .then(|| {
+            let n = roi_rows.len();
+            let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(roi_rows, [n]), device);
+            let rows = out.objects.clone().reshape([b.batch * r, h]).select(0, idx);
+            model.mvrc_logits(rows).map(|l| {
+                if count_hits {
+                    hits.1 = argmax_hits(l.clone(), &|i| {
+                        let row = &roi_targets[i * c..(i + 1) * c];
+                        (0..c).fold(0, |best, j| if row[j] > row[best] { j } else { best })
+                    });
+                }
+                soft_cross_entropy(l, &roi_targets)
+            })
+        })
+        .flatten();
+    Losses {
+        mlm,
+        words: words.len(),
+        mvrc,
+        rois: roi_targets.len() / c.max(1),
+        hits: count_hits.then_some(hits),
+    }
+}
+
+/// Held-out masked-word and masked-RoI accuracy and losses, with masks drawn from the seed.
+pub fn evaluate_pretraining(
+    model: &VlBert,
+    cfg: &VlBertConfig,
+    corpus: &PairCorpus,
+    masking: &Masking,
+    seed: u64,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<(String, f64)> {
+    let mut rng = rng_for(seed, STREAM_VALID, 0);
+    let items: Vec<MaskedPair> = (0..corpus.pairs.len())
+        .map(|i| masking.draw(corpus, i, &mut rng))
+        .collect();
+    let (mut wl, mut wn, mut wh, mut rl, mut rn, mut rh) =
+        (0.0, 0usize, 0usize, 0.0, 0usize, 0usize);
+    for chunk in items.chunks(batch_size.max(1)) {
+        let l = pretrain_losses(model, cfg, corpus, chunk, true, device);
+        let (h0, h1) = l.hits.unwrap_or((0, 0));
+        if let Some(x) = l.mlm {
+            wl += x.into_scalar::<f32>() as f64 * l.words as f64;
+        }
+        if let Some(x) = l.mvrc {
+            rl += x.into_scalar::<f32>() as f64 * l.rois as f64;
+        }
+        wn += l.words;
+        rn += l.rois;
+        wh += h0;
+        rh += h1;
+    }
+    let ratio = |a: f64, n: usize| if n == 0 { f64::NAN } else { a / n as f64 };
+    vec![
+        ("valid_word_accuracy".into(), ratio(wh as f64, wn)),
+        ("valid_roi_accuracy".into(), ratio(rh as f64, rn)),
+        ("valid_mlm_loss".into(), ratio(wl, wn)),
+        ("valid_mvrc_loss".into(), ratio(rl, rn)),
+    ]
+}
+
+pub struct PretrainBatch {
+    items: Vec<MaskedPair>,
+    words: usize,
+    rois: usize,
+}
+
+struct PretrainTask<'a> {
+    cfg: &'a VlBertConfig,
+    train_cfg: &'a PretrainConfig,
+    tok: &'a TextTokenizer,
+    train: &'a PairCorpus,
+    valid: &'a PairCorpus,
+    masking: Masking,
+    device: &'a Device,
+    ad: Device,
+}
+
+impl Task for PretrainTask<'_> {
+    type Model = VlBert;
+    type Item = MaskedPair;
+    type Batch = PretrainBatch;
+
+    fn batches(&self, epoch: usize) -> Vec<PretrainBatch> {
+        let mut order: Vec<usize> = (0..self.train.pairs.len()).collect();
+        order.shuffle(&mut rng_for(
+            self.train_cfg.seed,
+            STREAM_SHUFFLE,
+            epoch as u64,
+        ));
+        let mut rng = rng_for(self.train_cfg.seed, STREAM_MASK, epoch as u64);
+        order
+            .chunks(self.train_cfg.batch_size)
+            .map(|chunk| {
+                let items: Vec<MaskedPair> = chunk
+                    .iter()
+                    .map(|&i| self.masking.draw(self.train, i, &mut rng))
+                    .collect();
+                let words = items.iter().map(|m| m.mlm_targets.len()).sum();
+                let rois = items
+                    .iter()
+                    .map(|m| m.chosen.iter().filter(|&&c| c).count())
+                    .sum();
+                PretrainBatch { items, words, rois }
+            })
+            .collect()
+    }
+
+    fn items<'b>(&self, batch: &'b PretrainBatch) -> &'b [MaskedPair] {
+        &batch.items
+    }
+
+    fn skip(&self, batch: &PretrainBatch) -> bool {
+        batch.words == 0 && batch.rois == 0
+    }
+
+    fn loss(
+        &self,
+        model: &VlBert,
+        batch: &PretrainBatch,
+        part: &[MaskedPair],
+        _: MicroStep,
+    ) -> Tensor<1> {
+        let l = pretrain_losses(model, self.cfg, self.train, part, false, &self.ad);
+        let mut total = Tensor::<1>::zeros([1], &self.ad);
+        if let Some(x) = l.mlm {
+            total = total + x.mul_scalar(l.words as f64 / batch.words.max(1) as f64);
+        }
+        if let Some(x) = l.mvrc {
+            total = total + x.mul_scalar(l.rois as f64 / batch.rois.max(1) as f64);
+        }
+        total
+    }
+
+    fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
+        if self.valid.pairs.is_empty() {
+            return Ok(vec![]);
+        }
+        Ok(evaluate_pretraining(
+            model,
+            self.cfg,
+            self.valid,
+            &self.masking,
+            self.train_cfg.seed,
+            self.train_cfg.batch_size,
+            self.device,
+        ))
+    }
+
+    fn save_model(&self, model: &VlBert, run: &RunDir, _epoch: usize) -> Result<()> {
+        super::save_model_dir(model, self.cfg, self.tok, &run.path)
+    }
+}
+
+/// The masking settings of a model's vocabulary.
+pub fn masking(tok: &TextTokenizer, cfg: &PretrainConfig) -> Result<Masking> {
+    let mask_token = tok
+        .mask_id
+        .ok_or_else(|| anyhow::anyhow!("the vocabulary lacks [MASK]"))?;
+    Ok(Masking {
+        words: ClozeMasker {
+            pad: tok.pad_id,
+            mask_token,
+            p: cfg.mlm_prob,
+            max_predictions: usize::MAX,
+            style: MaskStyle::BERT_80_10_10,
+            random_range: 0..=(tok.vocab_size() as u32 - 1),
+            never_mask: ["[CLS]", "[SEP]"]
+                .iter()
+                .filter_map(|t| tok.token_to_id(t))
+                .collect(),
+        },
+        mvrc_prob: cfg.mvrc_prob,
+        mvrc_mask_prob: cfg.mvrc_mask_prob,
+    })
+}
+
+/// Pretrain `model` on `train`, measuring on `valid` after every epoch; the run directory ends
+/// as a model directory.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain(
+    model: VlBert,
+    cfg: &VlBertConfig,
+    tok: &TextTokenizer,
+    train: &PairCorpus,
+    valid: &PairCorpus,
+    train_cfg: &PretrainConfig,
+    run: &RunDir,
+    device: &Device,
+    opts: &trainer::RunOptions,
+) -> Result<trainer::TrainOutcome> {
+    ensure!(!train.pairs.is_empty(), "no training pairs");
+    train_cfg.validate()?;
+    let settings = LoopSettings {
+        format: "tessera-vlbert-pretrain",
+        config_file: ("pretrain.toml", toml::to_string(train_cfg)?),
+        resume_settings: toml::Table::try_from(train_cfg)?,
+        extendable: &["epochs", "selection.patience"],
+        names: CheckpointNames {
+            renames: official_renames(),
+            base_prefix: None,
+        },
+        checkpoint_meta: HashMap::new(),
+        seed: train_cfg.seed,
+        epochs: train_cfg.epochs,
+        micro_batch: train_cfg.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
+        lr: train_cfg.lr,
+        warmup_steps: train_cfg.warmup_steps,
+        decay: Decay::Linear,
+        adam: AdamConfig {
+            weight_decay: train_cfg.weight_decay,
+            clip_grad_norm: (train_cfg.clip_grad_norm > 0.0).then_some(train_cfg.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: train_cfg.selection.clone(),
+    };
+    let task = PretrainTask {
+        cfg,
+        train_cfg,
+        tok,
+        train,
+        valid,
+        masking: masking(tok, train_cfg)?,
+        device,
+        ad: device.clone().autodiff(),
+    };
+    trainer::train(&task, model, &settings, run, device, opts)
+}
+
+// ---------------------------------------------------------------------------------------------
+// VQA fine-tuning (the official `ResNetVLBERT` of vqa/modules, CLASSIFIER_TYPE mlm).
+
+/// One question about an image: `[CLS] question [SEP] [MASK] [SEP]` (segments 0 then 1), the
+/// answer slot at `answer_position`, the soft score per answer of the vocabulary (one answer
+/// per question in the corpora here: score 1), or none when the answer is outside it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Question {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
+    pub answer_position: usize,
+    pub image: usize,
+    pub answer: Option<usize>,
+}
+
+/// Images and questions of a VQA corpus.
+pub struct QaCorpus {
+    pub images: Vec<PreparedRegions>,
+    pub questions: Vec<Question>,
+}
+
+/// `[CLS] q [SEP]` -> `[CLS] q [SEP] [MASK] [SEP]` with the answer part in segment 1.
+pub fn question_input(encoded: &[u32], mask_id: u32, sep_id: u32) -> (Vec<u32>, Vec<u32>, usize) {
+    let mut ids = encoded.to_vec();
+    let mut types = vec![0; ids.len()];
+    ids.push(mask_id);
+    ids.push(sep_id);
+    types.extend([1, 1]);
+    (ids, types, encoded.len())
+}
+
+/// An image with no visual content: every feature and box zero (the question-only baseline,
+/// `NETWORK.BLIND` in the official configs, keeps the network and its inputs' shapes).
+pub fn blind(p: &PreparedRegions) -> PreparedRegions {
+    let mut p = p.clone();
+    p.features.iter_mut().for_each(|x| *x = 0.0);
+    p.boxes.iter_mut().for_each(|b| *b = [0.0; 4]);
+    p
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct VqaConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub micro_batch: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub clip_grad_norm: f64,
+    /// The question-only baseline: region features and boxes zeroed in training and evaluation.
+    pub blind: bool,
+    pub selection: Option<Selection>,
+}
+
+impl Default for VqaConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            epochs: 5,
+            batch_size: 64,
+            micro_batch: 32,
+            lr: 1e-4,
+            warmup_steps: 100,
+            weight_decay: 1e-4,
+            clip_grad_norm: 1.0,
+            blind: false,
+            selection: None,
+        }
+    }
+}
+
+impl VqaConfig {
+    pub fn validate(&self) -> Result<()> {
+        use crate::core::validate::*;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        at_least_one("batch_size (--batch-size)", self.batch_size)?;
+        positive("lr (--lr)", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("clip_grad_norm", self.clip_grad_norm)?;
+        match &self.selection {
+            Some(s) => s.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Answer scores [B, A] of questions (their images blinded when `blind`).
+pub fn vqa_logits(
+    model: &VlBert,
+    cfg: &VlBertConfig,
+    corpus: &QaCorpus,
+    questions: &[&Question],
+    blind_images: bool,
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let head = model
+        .final_mlp
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("the model has no VQA head (ANSWER_VOCAB_SIZE 0)"))?;
+    let regions: Vec<PreparedRegions> = questions
+        .iter()
+        .map(|q| {
+            let p = &corpus.images[q.image];
+            if blind_images {
+                blind(p)
+            } else {
+                p.clone()
+            }
+        })
+        .collect();
+    let examples: Vec<Example> = questions
+        .iter()
+        .zip(&regions)
+        .map(|(q, r)| Example {
+            ids: &q.ids,
+            type_ids: &q.type_ids,
+            regions: r,
+            masked: &[],
+        })
+        .collect();
+    let b = batch(&examples, cfg);
+    let out = model.forward(&b, device);
+    let h = model.hidden_size();
+    let rows: Vec<i64> = questions
+        .iter()
+        .enumerate()
+        .map(|(i, q)| (i * b.text_len + q.answer_position) as i64)
+        .collect();
+    let n = rows.len();
+    let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(rows, [n]), device);
+    let hm = out.text.reshape([b.batch * b.text_len, h]).select(0, idx);
+    Ok(head.forward(hm))
+}
+
+/// Binary cross-entropy with logits summed over answers, mean over questions (the official
+/// `binary_cross_entropy_with_logits(logits, label) * label.size(1)`).
+pub fn vqa_loss(logits: Tensor<2>, answers: &[Option<usize>]) -> Tensor<1> {
+    let [n, a] = logits.dims();
+    let mut y = vec![0f32; n * a];
+    for (i, ans) in answers.iter().enumerate() {
+        if let Some(k) = ans {
+            y[i * a + k] = 1.0;
+        }
+    }
+    let y: Tensor<2> = Tensor::from_data(TensorData::new(y, [n, a]), &logits.device());
+    // softplus(x) - y x, with softplus(x) = max(x, 0) + log(1 + exp(-|x|)).
+    let softplus =
+        logits.clone().clamp_min(0.0) + logits.clone().abs().neg().exp().add_scalar(1.0).log();
+    (softplus - y * logits)
+        .sum()
+        .reshape([1])
+        .div_scalar(n as f64)
+}
+
+/// Accuracy of the answer with the highest score (questions whose answer is outside the
+/// vocabulary count as wrong).
+pub fn vqa_accuracy(
+    model: &VlBert,
+    cfg: &VlBertConfig,
+    corpus: &QaCorpus,
+    blind_images: bool,
+    batch_size: usize,
+    device: &Device,
+) -> Result<f64> {
+    let mut hits = 0usize;
+    let qs: Vec<&Question> = corpus.questions.iter().collect();
+    for chunk in qs.chunks(batch_size.max(1)) {
+        let logits = vqa_logits(model, cfg, corpus, chunk, blind_images, device)?;
+        let pred: Vec<i64> = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        hits += chunk
+            .iter()
+            .zip(&pred)
+            .filter(|(q, &p)| q.answer == Some(p as usize))
+            .count();
+    }
+    Ok(hits as f64 / qs.len().max(1) as f64)
+}
+
+pub struct VqaBatch {
+    items: Vec<usize>,
+}
+
+struct VqaTask<'a> {
+    cfg: &'a VlBertConfig,
+    train_cfg: &'a VqaConfig,
+    tok: &'a TextTokenizer,
+    answers: &'a [String],
+    train: &'a QaCorpus,
+    valid: &'a QaCorpus,
+    device: &'a Device,
+    ad: Device,
+}
+
+impl Task for VqaTask<'_> {
+    type Model = VlBert;
+    type Item = usize;
+    type Batch = VqaBatch;
+
+    fn batches(&self, epoch: usize) -> Vec<VqaBatch> {
+        let mut order: Vec<usize> = (0..self.train.questions.len()).collect();
+        order.shuffle(&mut rng_for(
+            self.train_cfg.seed,
+            STREAM_SHUFFLE,
+            epoch as u64,
+        ));
+        order
+            .chunks(self.train_cfg.batch_size)
+            .map(|c| VqaBatch { items: c.to_vec() })
+            .collect()
+    }
+
+    fn items<'b>(&self, batch: &'b VqaBatch) -> &'b [usize] {
+        &batch.items
+    }
+
+    fn loss(&self, model: &VlBert, batch: &VqaBatch, part: &[usize], _: MicroStep) -> Tensor<1> {
+        let qs: Vec<&Question> = part.iter().map(|&i| &self.train.questions[i]).collect();
+        let logits = vqa_logits(
+            model,
+            self.cfg,
+            self.train,
+            &qs,
+            self.train_cfg.blind,
+            &self.ad,
+        )
+        .expect("the VQA model has its head");
+        let answers: Vec<Option<usize>> = qs.iter().map(|q| q.answer).collect();
+        vqa_loss(logits, &answers).mul_scalar(part.len() as f64 / batch.items.len() as f64)
+    }
+
+    fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
+        if self.valid.questions.is_empty() {
+            return Ok(vec![]);
+        }
+        let acc = vqa_accuracy(
+            model,
+            self.cfg,
+            self.valid,
+            self.train_cfg.blind,
+            self.train_cfg.batch_size,
+            self.device,
+        )?;
+        Ok(vec![("valid_accuracy".into(), acc)])
+    }
+
+    fn save_model(&self, model: &VlBert, run: &RunDir, _epoch: usize) -> Result<()> {
+        super::save_model_dir(model, self.cfg, self.tok, &run.path)?;
+        run.write_atomic("answers.txt", (self.answers.join("\n") + "\n").as_bytes())
+    }
+}
+
+/// Fine-tune `model` (with its VQA head) on `train`, measuring answer accuracy on `valid`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_vqa(
+    model: VlBert,
+    cfg: &VlBertConfig,
+    tok: &TextTokenizer,
+    answers: &[String],
+    train: &QaCorpus,
+    valid: &QaCorpus,
+    train_cfg: &VqaConfig,
+    run: &RunDir,
+    device: &Device,
+    opts: &trainer::RunOptions,
+) -> Result<trainer::TrainOutcome> {
+    ensure!(!train.questions.is_empty(), "no training questions");
+    ensure!(model.final_mlp.is_some(), "the model has no VQA head");
+    train_cfg.validate()?;
+    let settings = LoopSettings {
+        format: "tessera-vlbert-vqa",
+        config_file: ("vqa.toml", toml::to_string(train_cfg)?),
+        resume_settings: toml::Table::try_from(train_cfg)?,
+        extendable: &["epochs", "selection.patience"],
+        names: CheckpointNames {
+            renames: official_renames(),
+            base_prefix: None,
+        },
+        checkpoint_meta: HashMap::new(),
+        seed: train_cfg.seed,
+        epochs: train_cfg.epochs,
+        micro_batch: train_cfg.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
+        lr: train_cfg.lr,
+        warmup_steps: train_cfg.warmup_steps,
+        decay: Decay::Linear,
+        adam: AdamConfig {
+            weight_decay: train_cfg.weight_decay,
+            clip_grad_norm: (train_cfg.clip_grad_norm > 0.0).then_some(train_cfg.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: train_cfg.selection.clone(),
+    };
+    let task = VqaTask {
+        cfg,
+        train_cfg,
+        tok,
+        answers,
+        train,
+        valid,
+        device,
+        ad: device.clone().autodiff(),
+    };
+    trainer::train(&task, model, &settings, run, device, opts)
+}

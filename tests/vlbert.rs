@@ -1,0 +1,326 @@
+//! VL-BERT against the official code: tests/fixtures/vlbert was made by
+//! scripts/make_vlbert_fixtures.py running github jackroos/VL-BERT's `VisualLinguisticBert`
+//! (with its heads, coordinate embedding and soft cross-entropy) on small random weights, real
+//! text and random regions; the model directory came from scripts/convert_vlbert.py.
+
+mod common;
+
+use burn::tensor::Device;
+use common::{assert_success, max_diff, write};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tessera::core::checkpoint::load_safetensors;
+use tessera::regions::files::read;
+use tessera::text::embed::read_lines;
+use tessera::vlbert::data::{encode_texts, prepare_regions, PreparedRegions};
+use tessera::vlbert::load_model_dir;
+use tessera::vlbert::train::{pretrain_losses, MaskedPair, Pair, PairCorpus};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vlbert")
+}
+
+fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let (t, _) = load_safetensors(path).unwrap();
+    t.into_iter()
+        .map(|(k, v)| {
+            let shape = v.shape().to_vec();
+            (k, (shape, v.convert::<f32>().try_to_vec::<f32>().unwrap()))
+        })
+        .collect()
+}
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn features_match_the_official_network() {
+    let d = fixture();
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().join("features.safetensors");
+    let run = tessera(&[
+        "vlbert",
+        "features",
+        "--model",
+        d.join("model").to_str().unwrap(),
+        "--text",
+        d.join("sentences.txt").to_str().unwrap(),
+        "--regions",
+        d.join("regions.tsv").to_str().unwrap(),
+        "--output",
+        o.to_str().unwrap(),
+        "--batch-size",
+        "2",
+    ]);
+    assert_success(&run);
+    let ours = tensors(&o);
+    let reference = tensors(&d.join("reference.safetensors"));
+    for name in ["text_hidden", "object_hidden", "mlm_logits", "mvrc_logits"] {
+        let (s1, a) = &ours[name];
+        let (s2, b) = &reference[name];
+        assert_eq!(s1, s2, "{name} shape");
+        let diff = max_diff(a, b);
+        assert!(diff < 1e-5, "{name}: max difference {diff}");
+        // The output is not trivially small: the comparison can fail.
+        assert!(b.iter().any(|x| x.abs() > 0.5), "{name} is all small");
+    }
+}
+
+#[test]
+fn pretraining_losses_on_a_fixed_masking_match_the_official_code() {
+    let d = fixture();
+    let device = Device::flex();
+    let m = load_model_dir(&d.join("model"), &device).unwrap();
+    let texts = read_lines(&d.join("sentences.txt")).unwrap();
+    let encoded = encode_texts(&m.tokenizer, &texts, &m.config, "sentences").unwrap();
+    let set = read(&d.join("regions.tsv")).unwrap();
+    let images: Vec<PreparedRegions> = set
+        .images
+        .iter()
+        .map(|im| prepare_regions(im, &m.config).unwrap())
+        .collect();
+    let targets: Vec<Vec<f32>> = images.iter().map(|p| p.cls_prob.clone().unwrap()).collect();
+    let pairs: Vec<Pair> = encoded
+        .iter()
+        .enumerate()
+        .map(|(i, e)| Pair {
+            ids: e.ids.clone(),
+            word_start: vec![true; e.ids.len()],
+            image: i,
+        })
+        .collect();
+    let masking: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("masking.json")).unwrap()).unwrap();
+    let mask_id = m.tokenizer.mask_id.unwrap();
+    let items: Vec<MaskedPair> = (0..3)
+        .map(|i| {
+            let mut input = pairs[i].ids.clone();
+            let mut mlm_targets = vec![];
+            for p in masking["mlm_positions"][i].as_array().unwrap() {
+                let p = p.as_u64().unwrap() as usize;
+                mlm_targets.push((p, input[p]));
+                input[p] = mask_id;
+            }
+            let ops: Vec<bool> = masking["mvrc_ops"][i]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|o| o.as_u64() == Some(1))
+                .collect();
+            MaskedPair {
+                pair: i,
+                input,
+                mlm_targets,
+                chosen: ops.clone(),
+                masked: ops,
+            }
+        })
+        .collect();
+    let corpus = PairCorpus {
+        images,
+        targets,
+        pairs,
+    };
+    let l = pretrain_losses(&m.model, &m.config, &corpus, &items, true, &device);
+    let reference = tensors(&d.join("reference.safetensors"));
+    let mlm = l.mlm.unwrap().into_scalar::<f32>();
+    let mvrc = l.mvrc.unwrap().into_scalar::<f32>();
+    assert!(
+        (mlm - reference["mlm_loss"].1[0]).abs() < 1e-5,
+        "mlm loss {mlm} vs {}",
+        reference["mlm_loss"].1[0]
+    );
+    assert!(
+        (mvrc - reference["mvrc_loss"].1[0]).abs() < 1e-5,
+        "mvrc loss {mvrc} vs {}",
+        reference["mvrc_loss"].1[0]
+    );
+}
+
+#[test]
+fn bad_inputs_are_refused_with_their_place() {
+    let d = fixture();
+    let tmp = tempfile::tempdir().unwrap();
+    let model = d.join("model");
+    let text = d.join("sentences.txt");
+    let regions = d.join("regions.tsv");
+    let out = tmp.path().join("o.safetensors");
+    let run = |text: &Path, regions: &Path| {
+        tessera(&[
+            "vlbert",
+            "features",
+            "--model",
+            model.to_str().unwrap(),
+            "--text",
+            text.to_str().unwrap(),
+            "--regions",
+            regions.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ])
+    };
+    let refused = |o: std::process::Output, want: &str| {
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        assert!(!o.status.success(), "accepted; stderr: {err}");
+        assert!(err.contains(want), "`{want}` not in: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+    };
+    // A caption longer than the 64 positions allow.
+    let long = write(
+        tmp.path(),
+        "long.txt",
+        &format!("{}\nb\nc\n", "dog ".repeat(70)),
+    );
+    refused(run(&long, &regions), "long.txt:1");
+    // Fewer lines than images.
+    let two = write(tmp.path(), "two.txt", "a dog\na cat\n");
+    refused(run(&two, &regions), "line i goes with image i");
+    // Features of another size than the model reads.
+    let tsv = std::fs::read_to_string(&regions).unwrap();
+    let small = tsv
+        .lines()
+        .map(|l| {
+            let mut f: Vec<String> = l.split('\t').map(String::from).collect();
+            use base64::Engine;
+            let e = base64::engine::general_purpose::STANDARD;
+            let n: usize = f[3].parse().unwrap();
+            f[5] = e.encode(vec![0u8; n * 5 * 4]);
+            f.join("\t")
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let small = write(tmp.path(), "small.tsv", &small);
+    refused(run(&text, &small), "object_feature_size");
+    // An image without regions.
+    let none = tsv
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if i == 1 {
+                let f: Vec<&str> = l.split('\t').collect();
+                format!("{}\t{}\t{}\t0\t\t\t", f[0], f[1], f[2])
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let none = write(tmp.path(), "none.tsv", &none);
+    refused(run(&text, &none), "no regions");
+    // A config of another vocabulary size than the vocabulary.
+    let bad_model = tmp.path().join("model");
+    std::fs::create_dir(&bad_model).unwrap();
+    for f in ["model.safetensors", "vocab.txt"] {
+        std::fs::copy(model.join(f), bad_model.join(f)).unwrap();
+    }
+    let cfg = std::fs::read_to_string(model.join("config.json"))
+        .unwrap()
+        .replace("\"num_attention_heads\": 4", "\"num_attention_heads\": 0");
+    std::fs::write(bad_model.join("config.json"), cfg).unwrap();
+    let o = tessera(&[
+        "vlbert",
+        "features",
+        "--model",
+        bad_model.to_str().unwrap(),
+        "--text",
+        text.to_str().unwrap(),
+        "--regions",
+        regions.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
+    refused(o, "num_attention_heads");
+    assert!(!out.exists(), "no output after an error");
+}
+
+#[test]
+fn pretraining_on_generated_scenes_learns_words_and_regions() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
+    for (name, count, seed, split) in [("train", "600", "0", "train"), ("test", "150", "1", "test")]
+    {
+        assert_success(&tessera(&[
+            "data",
+            "scenes",
+            "--count",
+            count,
+            "--seed",
+            seed,
+            "--split",
+            split,
+            "--output",
+            &p(name),
+        ]));
+        assert_success(&tessera(&[
+            "regions",
+            "--backbone",
+            "pixels",
+            "--boxes",
+            &p(name),
+            "--output",
+            &p(&format!("{name}.safetensors")),
+        ]));
+    }
+    let out = tessera(&[
+        "vlbert",
+        "pretrain",
+        "--data",
+        &p("train"),
+        "--regions",
+        &p("train.safetensors"),
+        "--valid-data",
+        &p("test"),
+        "--valid-regions",
+        &p("test.safetensors"),
+        "--vocab",
+        "data/minilm",
+        "--preset",
+        "tiny",
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "3",
+        "--run-dir",
+        &p("run"),
+        "--json",
+    ]);
+    assert_success(&out);
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &records[0];
+    let last = records.last().unwrap();
+    let f = |r: &serde_json::Value, k: &str| r[k].as_f64().unwrap();
+    assert!(f(last, "loss") < 0.8 * f(first, "loss"), "{records:?}");
+    // Masked-RoI accuracy against the most frequent label of the test boxes.
+    let ann = std::fs::read_to_string(tmp.path().join("test/annotations.jsonl")).unwrap();
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for line in ann.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        for l in v["labels"].as_array().unwrap() {
+            *counts.entry(l.as_str().unwrap().to_string()).or_default() += 1;
+        }
+    }
+    let total: usize = counts.values().sum();
+    let majority = *counts.values().max().unwrap() as f64 / total as f64;
+    let roi = f(last, "valid_roi_accuracy");
+    assert!(
+        roi > majority + 0.1,
+        "masked-RoI accuracy {roi} vs majority {majority}"
+    );
+    let words = f(last, "valid_word_accuracy");
+    assert!(
+        words > f(first, "valid_word_accuracy") + 0.05,
+        "{records:?}"
+    );
+}
