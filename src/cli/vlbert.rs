@@ -38,6 +38,40 @@ pub enum Command {
     /// slot, binary cross-entropy over the answer vocabulary of the training answers. Reports
     /// held-out accuracy per epoch; `--blind` trains and measures the question-only baseline.
     Vqa(VqaArgs),
+    /// Time inference (forward) or a pretraining step (forward, backward, AdamW) of a network of
+    /// the given size with random weights and inputs; prints JSON (bench/vlbert_vs_visualbert.sh).
+    Bench(BenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// `infer` or `train`.
+    #[arg(long, default_value = "infer")]
+    pub mode: String,
+    #[arg(long, default_value_t = 768, value_parser = super::at_least_one())]
+    pub hidden: usize,
+    #[arg(long, default_value_t = 12)]
+    pub layers: usize,
+    #[arg(long, default_value_t = 12, value_parser = super::at_least_one())]
+    pub heads: usize,
+    #[arg(long, default_value_t = 30522, value_parser = super::at_least_one())]
+    pub vocab: usize,
+    /// Region feature size F.
+    #[arg(long, default_value_t = 2048, value_parser = super::at_least_one())]
+    pub feature_size: usize,
+    #[arg(long, default_value_t = 8, value_parser = super::at_least_one())]
+    pub batch: usize,
+    /// Text tokens per pair (with [CLS] and [SEP]).
+    #[arg(long, default_value_t = 20, value_parser = super::at_least_one())]
+    pub text_len: usize,
+    /// Regions per image (the whole image included).
+    #[arg(long, default_value_t = 36, value_parser = super::at_least_one())]
+    pub regions: usize,
+    /// Timed repetitions (the median is reported) after one untimed warm-up.
+    #[arg(long, default_value_t = 5, value_parser = super::at_least_one())]
+    pub repeats: usize,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -59,11 +93,16 @@ pub struct VqaArgs {
     /// From scratch with this vocabulary directory and --preset.
     #[arg(long)]
     pub vocab: Option<PathBuf>,
-    #[arg(long, default_value = "tiny")]
+    /// Network size from scratch: tiny (2 layers, 64 wide), small (4 layers, 256 wide), base.
+    #[arg(long, default_value = "tiny", value_parser = ["tiny", "small", "base"])]
     pub preset: String,
     /// The question-only baseline: region features and boxes zeroed.
     #[arg(long)]
     pub blind: bool,
+    /// Initial scale of the visual LayerNorms of a new network (official: 0, the visual terms
+    /// start silent) [config.json: visual_scale_text_init, visual_scale_object_init].
+    #[arg(long, allow_negative_numbers = true)]
+    pub visual_scale_init: Option<f64>,
     #[arg(long)]
     pub run_dir: PathBuf,
     #[command(flatten)]
@@ -114,8 +153,12 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub vocab: Option<PathBuf>,
     /// Network size from scratch: tiny (2 layers, 64 wide), small (4 layers, 256 wide), base.
-    #[arg(long, default_value = "tiny")]
+    #[arg(long, default_value = "tiny", value_parser = ["tiny", "small", "base"])]
     pub preset: String,
+    /// Initial scale of the visual LayerNorms of a new network (official: 0, the visual terms
+    /// start silent) [config.json: visual_scale_text_init, visual_scale_object_init].
+    #[arg(long, allow_negative_numbers = true)]
+    pub visual_scale_init: Option<f64>,
     #[arg(long)]
     pub run_dir: PathBuf,
     #[command(flatten)]
@@ -151,6 +194,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Pretrain(a) => cmd_pretrain(a),
         Command::Eval(a) => cmd_eval(a),
         Command::Vqa(a) => cmd_vqa(a),
+        Command::Bench(a) => cmd_bench(a),
     }
 }
 
@@ -441,30 +485,17 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         }
         (None, Some(dir), None) => {
             let bert = tessera::text::config::BertConfig::from_json_file(&dir.join("config.json"))?;
-            let cfg = VlBertConfig::from_bert(&bert, feature_size, n_classes);
-            cfg.validate()?;
+            let mut cfg = VlBertConfig::from_bert(&bert, feature_size, n_classes);
+            set_visual_scale(&mut cfg, a.visual_scale_init)?;
             let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
             let model = tessera::vlbert::model::from_bert(&cfg, dir, &device)?;
             (model, cfg, tok)
         }
         (None, None, Some(dir)) => {
             let tok = TextTokenizer::from_dir(dir, 64)?;
-            let mut bert = match a.preset.as_str() {
-                "tiny" => tessera::text::config::BertConfig::tiny(tok.vocab_size()),
-                "small" => tessera::text::config::BertConfig {
-                    hidden_size: 256,
-                    num_hidden_layers: 4,
-                    num_attention_heads: 4,
-                    intermediate_size: 1024,
-                    max_position_embeddings: 128,
-                    ..tessera::text::config::BertConfig::default()
-                },
-                "base" => tessera::text::config::BertConfig::default(),
-                other => bail!("unknown --preset `{other}` (tiny, small, base)"),
-            };
-            bert.vocab_size = tok.vocab_size();
-            let cfg = VlBertConfig::from_bert(&bert, feature_size, n_classes);
-            cfg.validate()?;
+            let bert = bert_preset(&a.preset, tok.vocab_size())?;
+            let mut cfg = VlBertConfig::from_bert(&bert, feature_size, n_classes);
+            set_visual_scale(&mut cfg, a.visual_scale_init)?;
             let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
             (VlBert::new(&cfg, &device), cfg, tok)
         }
@@ -725,21 +756,16 @@ fn cmd_vqa(a: VqaArgs) -> Result<()> {
             let bert = tessera::text::config::BertConfig::from_json_file(&dir.join("config.json"))?;
             let mut cfg = VlBertConfig::from_bert(&bert, feature_size, 1);
             cfg.answer_vocab_size = answers.len();
-            cfg.validate()?;
+            set_visual_scale(&mut cfg, a.visual_scale_init)?;
             let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
             (from_bert(&cfg, dir, &device)?, cfg, tok)
         }
         (None, None, Some(dir)) => {
             let tok = TextTokenizer::from_dir(dir, 64)?;
-            let mut bert = match a.preset.as_str() {
-                "tiny" => tessera::text::config::BertConfig::tiny(tok.vocab_size()),
-                "base" => tessera::text::config::BertConfig::default(),
-                other => bail!("unknown --preset `{other}` (tiny, base)"),
-            };
-            bert.vocab_size = tok.vocab_size();
+            let bert = bert_preset(&a.preset, tok.vocab_size())?;
             let mut cfg = VlBertConfig::from_bert(&bert, feature_size, 1);
             cfg.answer_vocab_size = answers.len();
-            cfg.validate()?;
+            set_visual_scale(&mut cfg, a.visual_scale_init)?;
             let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;
             (VlBert::new(&cfg, &device), cfg, tok)
         }
@@ -800,4 +826,202 @@ fn cmd_vqa(a: VqaArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&recs)?);
     }
     Ok(())
+}
+
+/// `--visual-scale-init` on a new network's config, then the config's checks.
+fn set_visual_scale(cfg: &mut VlBertConfig, scale: Option<f64>) -> Result<()> {
+    if let Some(v) = scale {
+        cfg.visual_scale_text_init = v;
+        cfg.visual_scale_object_init = v;
+    }
+    cfg.validate()
+}
+
+fn cmd_bench(a: BenchArgs) -> Result<()> {
+    use rand::{Rng, SeedableRng};
+    use rayon::prelude::*;
+    use tessera::core::optim::{Adam, AdamConfig};
+    use tessera::core::parallel::{data_parallel_grads, trainable};
+    use tessera::vlbert::data::{batch, Example, PreparedRegions};
+    use tessera::vlbert::model::VlBert;
+    use tessera::vlbert::train::{pretrain_losses, MaskedPair, Pair, PairCorpus};
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let cfg = VlBertConfig {
+        vocab_size: a.vocab,
+        hidden_size: a.hidden,
+        visual_size: a.hidden,
+        image_final_dim: a.hidden,
+        num_hidden_layers: a.layers,
+        num_attention_heads: a.heads,
+        intermediate_size: 4 * a.hidden,
+        object_feature_size: a.feature_size,
+        visual_region_classes: 1601,
+        max_position_embeddings: 512.max(a.text_len + 2),
+        ..VlBertConfig::default()
+    };
+    cfg.validate()?;
+    device.seed(0);
+    let model = VlBert::new(&cfg, &device);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let r = a.regions;
+    let images: Vec<PreparedRegions> = (0..a.batch)
+        .map(|_| PreparedRegions {
+            boxes: (0..r)
+                .map(|_| {
+                    let (x, y) = (
+                        rng.random_range(0.0..300.0f32),
+                        rng.random_range(0.0..300.0f32),
+                    );
+                    [
+                        x,
+                        y,
+                        x + rng.random_range(10.0..300.0f32),
+                        y + rng.random_range(10.0..300.0f32),
+                    ]
+                })
+                .collect(),
+            features: (0..r * a.feature_size)
+                .map(|_| rng.random::<f32>())
+                .collect(),
+            cls_prob: None,
+            width: 800.0,
+            height: 600.0,
+            order: (0..r - 1).collect(),
+        })
+        .collect();
+    let pairs: Vec<Pair> = (0..a.batch)
+        .map(|i| Pair {
+            ids: (0..a.text_len)
+                .map(|_| rng.random_range(1000..a.vocab.max(1001) as u32))
+                .collect(),
+            word_start: vec![true; a.text_len],
+            image: i,
+        })
+        .collect();
+    let workers = rayon::current_num_threads().min(a.batch).max(1);
+    let per = a.batch.div_ceil(workers);
+    let parts: Vec<(usize, usize)> = (0..workers)
+        .map(|w| ((w * per).min(a.batch), ((w + 1) * per).min(a.batch)))
+        .filter(|(lo, hi)| lo < hi)
+        .collect();
+    let mut times = Vec::new();
+    match a.mode.as_str() {
+        "infer" => {
+            for rep in 0..=a.repeats {
+                let t0 = std::time::Instant::now();
+                parts.par_iter().for_each(|&(lo, hi)| {
+                    let examples: Vec<Example> = (lo..hi)
+                        .map(|i| Example {
+                            ids: &pairs[i].ids,
+                            type_ids: &[],
+                            regions: &images[i],
+                            masked: &[],
+                        })
+                        .collect();
+                    let b = batch(&examples, &cfg);
+                    let out = model.forward(&b, &device);
+                    let _ = out.sequence.into_data();
+                });
+                if rep > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        "train" => {
+            // 15% of the words and of the regions predicted, as the pretraining objective.
+            let targets: Vec<Vec<f32>> = (0..a.batch)
+                .map(|_| {
+                    let mut t = vec![0f32; r * 1601];
+                    for k in 1..r {
+                        t[k * 1601 + rng.random_range(0..1601)] = 1.0;
+                    }
+                    t
+                })
+                .collect();
+            let corpus = PairCorpus {
+                images,
+                targets,
+                pairs,
+            };
+            let items: Vec<MaskedPair> = (0..a.batch)
+                .map(|i| {
+                    let ids = &corpus.pairs[i].ids;
+                    let picked: Vec<usize> = (1..a.text_len.saturating_sub(1))
+                        .filter(|_| rng.random::<f64>() < 0.15)
+                        .collect();
+                    let mut input = ids.clone();
+                    for &p in &picked {
+                        input[p] = 103;
+                    }
+                    let chosen: Vec<bool> = (0..r)
+                        .map(|k| k > 0 && rng.random::<f64>() < 0.15)
+                        .collect();
+                    MaskedPair {
+                        pair: i,
+                        input,
+                        mlm_targets: picked.iter().map(|&p| (p, ids[p])).collect(),
+                        masked: chosen.clone(),
+                        chosen,
+                    }
+                })
+                .collect();
+            let ad = device.clone().autodiff();
+            let mut model = trainable(model);
+            let mut adam = Adam::new(AdamConfig {
+                weight_decay: 1e-4,
+                ..AdamConfig::default()
+            });
+            for rep in 0..=a.repeats {
+                let t0 = std::time::Instant::now();
+                let (grads, _) = data_parallel_grads(&model, &parts, workers, |m, _, &(lo, hi)| {
+                    let l = pretrain_losses(m, &cfg, &corpus, &items[lo..hi], false, &ad);
+                    let share = (hi - lo) as f64 / a.batch as f64;
+                    let mut total = burn::tensor::Tensor::<1>::zeros([1], &ad);
+                    if let Some(x) = l.mlm {
+                        total = total + x;
+                    }
+                    if let Some(x) = l.mvrc {
+                        total = total + x;
+                    }
+                    total.mul_scalar(share)
+                });
+                model = adam.step(model, grads, 1e-4);
+                if rep > 0 {
+                    times.push(t0.elapsed().as_secs_f64());
+                }
+            }
+        }
+        other => bail!("unknown --mode `{other}` (infer, train)"),
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({"mode": a.mode, "batch": a.batch, "hidden": a.hidden,
+            "layers": a.layers, "text_len": a.text_len, "regions": a.regions,
+            "seconds_median": median, "seconds": times,
+            "peak_rss_mib": tessera::core::resources::peak_rss_mib()})
+    );
+    Ok(())
+}
+
+/// The text side of a network trained from scratch.
+fn bert_preset(name: &str, vocab: usize) -> Result<tessera::text::config::BertConfig> {
+    use tessera::text::config::BertConfig;
+    let mut bert = match name {
+        "tiny" => BertConfig::tiny(vocab),
+        "small" => BertConfig {
+            hidden_size: 256,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            intermediate_size: 1024,
+            max_position_embeddings: 128,
+            ..BertConfig::default()
+        },
+        "base" => BertConfig::default(),
+        other => bail!("unknown --preset `{other}` (tiny, small, base)"),
+    };
+    bert.vocab_size = vocab;
+    Ok(bert)
 }
