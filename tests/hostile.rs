@@ -639,6 +639,8 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vlbert pretrain on a corpus of no regions", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("nope.tsv"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["nope.tsv"]),
         case("vlbert vqa on a corpus without questions", &["vlbert", "vqa", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["no questions"]),
         case("vlbert eval of a model directory missing", &["vlbert", "eval", "--model", &p("nope"), "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors")], &["nope"]),
+        case("vlbert ground on captions that refer to no single object", &["vlbert", "ground", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["vl_corpus", "exactly one object"]),
+        case("vlbert ground --blind", &["vlbert", "ground", "--blind", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["--blind"]),
         case("regions pixels:0", &["regions", "--backbone", "pixels:0", "--boxes", &p("vl_corpus"), "--output", &p("r.safetensors")], &["pixels:0"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),

@@ -324,3 +324,14 @@ fn pretraining_on_generated_scenes_learns_words_and_regions() {
         "{records:?}"
     );
 }
+
+#[test]
+fn box_overlap_counts_pixels_as_the_official_code() {
+    use tessera::vlbert::train::iou;
+    // bbox_iou_py_vectorized: widths and heights are x2 - x1 + 1.
+    let a = [0.0, 0.0, 9.0, 9.0];
+    let b = [5.0, 5.0, 14.0, 14.0];
+    assert!((iou(&a, &b) - 25.0 / 175.0).abs() < 1e-6);
+    assert_eq!(iou(&a, &a), 1.0);
+    assert_eq!(iou(&a, &[20.0, 20.0, 30.0, 30.0]), 0.0);
+}

@@ -74,6 +74,11 @@ pub struct VlBertConfig {
     pub answer_vocab_size: usize,
     #[serde(rename = "CLASSIFIER_DROPOUT")]
     pub classifier_dropout: f64,
+    /// The grounding head of the official RefCOCO+ network (`final_mlp`: dense + GELU ->
+    /// dropout -> Linear(-> 1), a score per RoI for the referring expression). Tessera's key: the
+    /// official code tells the two networks apart by module, not by a flag.
+    #[serde(rename = "WITH_GROUNDING_HEAD")]
+    pub with_grounding_head: bool,
     // --- sizes the official code hard-wires
     /// Appearance feature size F of the region files (2048 in the official code).
     pub object_feature_size: usize,
@@ -120,6 +125,7 @@ impl Default for VlBertConfig {
             mvrc_loss_norm_in_batch_first: false,
             answer_vocab_size: 0,
             classifier_dropout: 0.1,
+            with_grounding_head: false,
             object_feature_size: 2048,
             coordinate_embedding_dim: 256,
         }
@@ -270,6 +276,13 @@ impl VlBertConfig {
         )?;
         positive("initializer_range", self.initializer_range)?;
         probability_below_one("CLASSIFIER_DROPOUT", self.classifier_dropout)?;
+        if self.with_grounding_head && self.answer_vocab_size > 0 {
+            bail!(
+                "WITH_GROUNDING_HEAD and ANSWER_VOCAB_SIZE {}: a model holds one task head \
+                 (`final_mlp`), as the official VQA and RefCOCO+ networks",
+                self.answer_vocab_size
+            );
+        }
         for (key, v) in [
             ("visual_scale_text_init", self.visual_scale_text_init),
             ("visual_scale_object_init", self.visual_scale_object_init),

@@ -84,6 +84,27 @@ impl VqaHead {
     }
 }
 
+/// The grounding classifier of the official RefCOCO+ network (`final_mlp`): dense + GELU ->
+/// dropout -> Linear(-> 1) on each RoI's hidden state.
+#[derive(Module, Debug)]
+pub struct GroundingHead {
+    /// `final_mlp.0.dense`
+    pub transform: MvrcTransform,
+    pub dropout: Dropout,
+    /// `final_mlp.2`
+    pub classifier: Linear,
+}
+
+impl GroundingHead {
+    /// [N, H] -> [N] scores.
+    pub fn forward(&self, h: Tensor<2>) -> Tensor<1> {
+        let t = gelu(linear(&self.transform.dense, h));
+        let s = linear(&self.classifier, self.dropout.forward(t));
+        let n = s.dims()[0];
+        s.reshape([n])
+    }
+}
+
 /// The official `VisualLinguisticBertForPretraining` (`vlbert.*`).
 #[derive(Module, Debug)]
 pub struct VisualLinguisticBert {
@@ -116,6 +137,8 @@ pub struct VlBert {
     pub vlbert: VisualLinguisticBert,
     /// The VQA head (`final_mlp`), when the config has answers.
     pub final_mlp: Option<VqaHead>,
+    /// The grounding head (`final_mlp` of the RefCOCO+ network), with `WITH_GROUNDING_HEAD`.
+    pub grounding: Option<GroundingHead>,
     /// The Dropout(0.1) in front of `obj_downsample`.
     pub obj_dropout: Dropout,
     pub position_offset: i64,
@@ -166,6 +189,8 @@ pub fn official_renames() -> Vec<(&'static str, &'static str)> {
         (".final_mlp.dense.", ".final_mlp.0.dense."),
         (".final_mlp.layer_norm.", ".final_mlp.0.LayerNorm."),
         (".final_mlp.classifier.", ".final_mlp.2."),
+        (".grounding.transform.", ".final_mlp.0."),
+        (".grounding.classifier.", ".final_mlp.2."),
     ];
     r.extend_from_slice(HF_BERT_LAYER_RENAMES);
     r
@@ -250,6 +275,13 @@ impl VlBert {
                 layer_norm: LayerNorm::new(h, eps, device),
                 dropout: Dropout::new(cfg.classifier_dropout),
                 classifier: LinearConfig::new(h, cfg.answer_vocab_size)
+                    .with_initializer(Initializer::XavierUniform { gain: 1.0 })
+                    .init(device),
+            }),
+            grounding: cfg.with_grounding_head.then(|| GroundingHead {
+                transform: MvrcTransform { dense: lin(h, h) },
+                dropout: Dropout::new(cfg.classifier_dropout),
+                classifier: LinearConfig::new(h, 1)
                     .with_initializer(Initializer::XavierUniform { gain: 1.0 })
                     .init(device),
             }),
@@ -449,11 +481,12 @@ pub fn load_official(cfg: &VlBertConfig, weights: &Path, device: &Device) -> Res
     load_named(model, &named, &official_renames(), device, weights)
 }
 
-/// Load a model directory's weights into a network with a new VQA head (`cfg` with answers):
-/// the head's transform starts from the masked-LM head's transform when the file has one (the
-/// official code takes it from BERT's, which a pretrained VL-BERT's started from), its
-/// classifier from Xavier initialisation as the official code.
-pub fn load_with_vqa_head(cfg: &VlBertConfig, weights: &Path, device: &Device) -> Result<VlBert> {
+/// Load a model directory's weights into a network with a new task head (`cfg` with answers, or
+/// with the grounding head): a VQA head's transform starts from the masked-LM head's transform
+/// when the file has one (the official code takes it from BERT's, which a pretrained VL-BERT's
+/// started from), a grounding head's from the masked-RoI head's transform; classifiers from
+/// Xavier initialisation as the official code.
+pub fn load_with_task_head(cfg: &VlBertConfig, weights: &Path, device: &Device) -> Result<VlBert> {
     let (tensors, _) = load_safetensors(weights)
         .with_context(|| format!("cannot read weights {}", weights.display()))?;
     let fresh = VlBert::new(cfg, device);

@@ -798,3 +798,239 @@ pub fn train_vqa(
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Grounding (the official RefCOCO+ network): a score per RoI for a referring expression.
+
+/// A referring expression: `[CLS] expression [SEP]`, its image, and the IoU of each RoI (the
+/// whole image first) with the referred object's box.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Expression {
+    pub ids: Vec<u32>,
+    pub image: usize,
+    pub iou: Vec<f32>,
+}
+
+pub struct GroundCorpus {
+    pub images: Vec<PreparedRegions>,
+    pub expressions: Vec<Expression>,
+}
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes in pixels (the official
+/// `bbox_iou_py_vectorized`, with its +1 on widths and heights).
+pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
+    let inter = w * h;
+    let area = |x: &[f32; 4]| (x[2] - x[0] + 1.0) * (x[3] - x[1] + 1.0);
+    inter / (area(a) + area(b) - inter)
+}
+
+/// RoI scores [B, R] of expressions (missing RoIs: -1e4).
+pub fn ground_logits(
+    model: &VlBert,
+    cfg: &VlBertConfig,
+    corpus: &GroundCorpus,
+    exprs: &[&Expression],
+    device: &Device,
+) -> Result<Tensor<2>> {
+    let head = model.grounding.as_ref().ok_or_else(|| {
+        anyhow::anyhow!("the model has no grounding head (WITH_GROUNDING_HEAD false)")
+    })?;
+    let types: Vec<Vec<u32>> = exprs.iter().map(|e| vec![0; e.ids.len()]).collect();
+    let examples: Vec<Example> = exprs
+        .iter()
+        .zip(&types)
+        .map(|(e, t)| Example {
+            ids: &e.ids,
+            type_ids: t,
+            regions: &corpus.images[e.image],
+            masked: &[],
+        })
+        .collect();
+    let b = batch(&examples, cfg);
+    let out = model.forward(&b, device);
+    let (n, r, h) = (b.batch, b.regions, model.hidden_size());
+    let scores = head
+        .forward(out.objects.reshape([n * r, h]))
+        .reshape([n, r]);
+    let pad: Vec<f32> = b
+        .region_counts
+        .iter()
+        .flat_map(|&c| (0..r).map(move |k| if k < c { 0.0 } else { -1e4 }))
+        .collect();
+    let pad: Tensor<2> = Tensor::from_data(TensorData::new(pad, [n, r]), device);
+    Ok(scores + pad)
+}
+
+/// Binary cross-entropy over the RoIs of each expression against IoU > 0.5 (the official
+/// label), mean over all RoIs of the batch.
+pub fn ground_loss(logits: Tensor<2>, exprs: &[&Expression]) -> Tensor<1> {
+    let [n, r] = logits.dims();
+    let mut y = vec![0f32; n * r];
+    let mut valid = vec![0f32; n * r];
+    for (i, e) in exprs.iter().enumerate() {
+        for (k, &v) in e.iou.iter().enumerate() {
+            y[i * r + k] = if v > 0.5 { 1.0 } else { 0.0 };
+            valid[i * r + k] = 1.0;
+        }
+    }
+    let count: f32 = valid.iter().sum();
+    let device = logits.device();
+    let y: Tensor<2> = Tensor::from_data(TensorData::new(y, [n, r]), &device);
+    let valid: Tensor<2> = Tensor::from_data(TensorData::new(valid, [n, r]), &device);
+    let softplus =
+        logits.clone().clamp_min(0.0) + logits.clone().abs().neg().exp().add_scalar(1.0).log();
+    ((softplus - y * logits) * valid)
+        .sum()
+        .reshape([1])
+        .div_scalar(count.max(1.0) as f64)
+}
+
+/// Accuracy at IoU >= 0.5 of the best-scored RoI, and the random-RoI baseline (the mean share
+/// of RoIs at IoU >= 0.5).
+pub fn ground_accuracy(
+    model: &VlBert,
+    cfg: &VlBertConfig,
+    corpus: &GroundCorpus,
+    batch_size: usize,
+    device: &Device,
+) -> Result<(f64, f64)> {
+    let exprs: Vec<&Expression> = corpus.expressions.iter().collect();
+    let (mut hits, mut random) = (0usize, 0f64);
+    for chunk in exprs.chunks(batch_size.max(1)) {
+        let logits = ground_logits(model, cfg, corpus, chunk, device)?;
+        let pred: Vec<i64> = logits
+            .argmax(1)
+            .into_data()
+            .convert::<i64>()
+            .try_to_vec::<i64>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+        for (e, &p) in chunk.iter().zip(&pred) {
+            if e.iou.get(p as usize).is_some_and(|&v| v >= 0.5) {
+                hits += 1;
+            }
+            random += e.iou.iter().filter(|&&v| v >= 0.5).count() as f64 / e.iou.len() as f64;
+        }
+    }
+    let n = exprs.len().max(1) as f64;
+    Ok((hits as f64 / n, random / n))
+}
+
+pub struct GroundBatch {
+    items: Vec<usize>,
+}
+
+struct GroundTask<'a> {
+    cfg: &'a VlBertConfig,
+    train_cfg: &'a VqaConfig,
+    tok: &'a TextTokenizer,
+    train: &'a GroundCorpus,
+    valid: &'a GroundCorpus,
+    device: &'a Device,
+    ad: Device,
+}
+
+impl Task for GroundTask<'_> {
+    type Model = VlBert;
+    type Item = usize;
+    type Batch = GroundBatch;
+
+    fn batches(&self, epoch: usize) -> Vec<GroundBatch> {
+        let mut order: Vec<usize> = (0..self.train.expressions.len()).collect();
+        order.shuffle(&mut rng_for(
+            self.train_cfg.seed,
+            STREAM_SHUFFLE,
+            epoch as u64,
+        ));
+        order
+            .chunks(self.train_cfg.batch_size)
+            .map(|c| GroundBatch { items: c.to_vec() })
+            .collect()
+    }
+
+    fn items<'b>(&self, batch: &'b GroundBatch) -> &'b [usize] {
+        &batch.items
+    }
+
+    fn loss(&self, model: &VlBert, batch: &GroundBatch, part: &[usize], _: MicroStep) -> Tensor<1> {
+        let exprs: Vec<&Expression> = part.iter().map(|&i| &self.train.expressions[i]).collect();
+        let logits = ground_logits(model, self.cfg, self.train, &exprs, &self.ad)
+            .expect("the grounding model has its head");
+        ground_loss(logits, &exprs).mul_scalar(part.len() as f64 / batch.items.len() as f64)
+    }
+
+    fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
+        if self.valid.expressions.is_empty() {
+            return Ok(vec![]);
+        }
+        let (acc, random) = ground_accuracy(
+            model,
+            self.cfg,
+            self.valid,
+            self.train_cfg.batch_size,
+            self.device,
+        )?;
+        Ok(vec![
+            ("valid_accuracy".into(), acc),
+            ("valid_random_box".into(), random),
+        ])
+    }
+
+    fn save_model(&self, model: &VlBert, run: &RunDir, _epoch: usize) -> Result<()> {
+        super::save_model_dir(model, self.cfg, self.tok, &run.path)
+    }
+}
+
+/// Fine-tune `model` (with its grounding head) on referring expressions; the training settings
+/// are VQA's (`blind` unused).
+#[allow(clippy::too_many_arguments)]
+pub fn train_grounding(
+    model: VlBert,
+    cfg: &VlBertConfig,
+    tok: &TextTokenizer,
+    train: &GroundCorpus,
+    valid: &GroundCorpus,
+    train_cfg: &VqaConfig,
+    run: &RunDir,
+    device: &Device,
+    opts: &trainer::RunOptions,
+) -> Result<trainer::TrainOutcome> {
+    ensure!(!train.expressions.is_empty(), "no referring expressions");
+    ensure!(model.grounding.is_some(), "the model has no grounding head");
+    train_cfg.validate()?;
+    let settings = LoopSettings {
+        format: "tessera-vlbert-ground",
+        config_file: ("ground.toml", toml::to_string(train_cfg)?),
+        resume_settings: toml::Table::try_from(train_cfg)?,
+        extendable: &["epochs", "selection.patience"],
+        names: CheckpointNames {
+            renames: official_renames(),
+            base_prefix: None,
+        },
+        checkpoint_meta: HashMap::new(),
+        seed: train_cfg.seed,
+        epochs: train_cfg.epochs,
+        micro_batch: train_cfg.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
+        lr: train_cfg.lr,
+        warmup_steps: train_cfg.warmup_steps,
+        decay: Decay::Linear,
+        adam: AdamConfig {
+            weight_decay: train_cfg.weight_decay,
+            clip_grad_norm: (train_cfg.clip_grad_norm > 0.0).then_some(train_cfg.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: train_cfg.selection.clone(),
+    };
+    let task = GroundTask {
+        cfg,
+        train_cfg,
+        tok,
+        train,
+        valid,
+        device,
+        ad: device.clone().autodiff(),
+    };
+    trainer::train(&task, model, &settings, run, device, opts)
+}
