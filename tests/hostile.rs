@@ -502,6 +502,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         .join("tests/fixtures/vlbert/model")
         .to_string_lossy()
         .into_owned();
+    let vl_regions = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/vlbert/regions.tsv")
+        .to_string_lossy()
+        .into_owned();
     let tiny_det = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/darknet-tiny")
         .to_string_lossy()
@@ -641,6 +645,9 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vlbert eval of a model directory missing", &["vlbert", "eval", "--model", &p("nope"), "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors")], &["nope"]),
         case("vlbert ground on captions that refer to no single object", &["vlbert", "ground", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["vl_corpus", "exactly one object"]),
         case("vlbert ground --blind", &["vlbert", "ground", "--blind", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["--blind"]),
+        case("vlbert predict on an image the file lacks", &["vlbert", "predict", "--model", &vl_model, "--regions", &vl_regions, "--image-id", "nope", "--text", "a [MASK]"], &["regions.tsv", "nope"]),
+        case("vlbert predict without --image-id on a file of 3 images", &["vlbert", "predict", "--model", &vl_model, "--regions", &vl_regions, "--text", "a [MASK]"], &["--image-id"]),
+        case("vlbert predict a sentence without [MASK]", &["vlbert", "predict", "--model", &vl_model, "--regions", &vl_regions, "--image-id", "img0", "--text", "a dog"], &["[MASK]"]),
         case("regions pixels:0", &["regions", "--backbone", "pixels:0", "--boxes", &p("vl_corpus"), "--output", &p("r.safetensors")], &["pixels:0"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),

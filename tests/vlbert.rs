@@ -335,3 +335,30 @@ fn box_overlap_counts_pixels_as_the_official_code() {
     assert_eq!(iou(&a, &a), 1.0);
     assert_eq!(iou(&a, &[20.0, 20.0, 30.0, 30.0]), 0.0);
 }
+
+#[test]
+fn predict_fills_masks_from_the_model_and_its_image() {
+    let d = fixture();
+    let out = tessera(&[
+        "vlbert",
+        "predict",
+        "--model",
+        d.join("model").to_str().unwrap(),
+        "--regions",
+        d.join("regions.tsv").to_str().unwrap(),
+        "--image-id",
+        "img1",
+        "--text",
+        "a black [MASK] runs",
+        "--top-k",
+        "3",
+        "--json",
+    ]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let words = v["words"].as_array().unwrap();
+    assert_eq!(words.len(), 3);
+    let scores: Vec<f64> = words.iter().map(|w| w["score"].as_f64().unwrap()).collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]), "{scores:?}");
+    assert!(scores.iter().all(|&s| s > 0.0 && s < 1.0), "{scores:?}");
+}

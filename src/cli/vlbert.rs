@@ -45,6 +45,31 @@ pub enum Command {
     /// corpus: a score per RoI for a caption `a|an A <relation> a|an B` whose subject is one
     /// object; reports held-out accuracy at IoU >= 0.5 beside the random-RoI baseline.
     Ground(VqaArgs),
+    /// Ask a model about one image of a region file: with a VQA head, the top answers to
+    /// --text (a question); with a grounding head, the RoIs for --text (a referring expression),
+    /// best first, with their boxes; otherwise the masked-LM head's top words at each [MASK]
+    /// of --text.
+    Predict(PredictArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct PredictArgs {
+    /// Model directory (a `vlbert pretrain`, `vqa` or `ground` run).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Region file holding the image.
+    #[arg(long)]
+    pub regions: PathBuf,
+    /// Which image of the region file [default: its only image].
+    #[arg(long)]
+    pub image_id: Option<String>,
+    /// The question, referring expression or sentence with [MASK].
+    #[arg(long)]
+    pub text: String,
+    #[arg(long, default_value_t = 5, value_parser = super::at_least_one())]
+    pub top_k: usize,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -200,6 +225,7 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Vqa(a) => cmd_vqa(a),
         Command::Bench(a) => cmd_bench(a),
         Command::Ground(a) => cmd_ground(a),
+        Command::Predict(a) => cmd_predict(a),
     }
 }
 
@@ -1189,4 +1215,179 @@ fn records_json(out: &tessera::core::trainer::TrainOutcome) -> Vec<serde_json::V
             serde_json::Value::Object(m)
         })
         .collect()
+}
+
+fn cmd_predict(a: PredictArgs) -> Result<()> {
+    use burn::tensor::activation::{sigmoid, softmax};
+    use tessera::vlbert::data::{batch, Example};
+    use tessera::vlbert::train::{question_input, Expression, GroundCorpus, QaCorpus, Question};
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let m = load_model_dir(&a.model, &device)?;
+    let images = read_regions(&a.regions)?;
+    let im = match &a.image_id {
+        Some(id) => images
+            .iter()
+            .find(|im| &im.image_id == id)
+            .ok_or_else(|| anyhow::anyhow!("{}: no image `{id}`", a.regions.display()))?,
+        None => match &images[..] {
+            [one] => one,
+            [] => bail!("{}: no images", a.regions.display()),
+            _ => bail!(
+                "{} holds {} images: choose one with --image-id",
+                a.regions.display(),
+                images.len()
+            ),
+        },
+    };
+    let p = prepare_regions(im, &m.config)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", a.regions.display()))?;
+    let top = |scores: Vec<f32>, names: &dyn Fn(usize) -> String| -> Vec<(String, f32)> {
+        let mut idx: Vec<usize> = (0..scores.len()).collect();
+        idx.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]));
+        idx.into_iter()
+            .take(a.top_k)
+            .map(|i| (names(i), scores[i]))
+            .collect()
+    };
+    let floats = |t: burn::tensor::Tensor<2>| -> Result<Vec<f32>> {
+        t.into_data()
+            .convert::<f32>()
+            .try_to_vec::<f32>()
+            .map_err(|e| anyhow::anyhow!("{e:?}"))
+    };
+    let (kind, results): (&str, Vec<(String, f32)>) = if m.model.final_mlp.is_some() {
+        let answers: Vec<String> = std::fs::read_to_string(a.model.join("answers.txt"))
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.model.join("answers.txt").display()))?
+            .lines()
+            .map(String::from)
+            .collect();
+        let mut limited = m.config.clone();
+        limited.max_position_embeddings = m.config.max_position_embeddings.saturating_sub(2);
+        let enc = encode_texts(
+            &m.tokenizer,
+            std::slice::from_ref(&a.text),
+            &limited,
+            "--text",
+        )?;
+        let mask = m.tokenizer.mask_id.unwrap_or(0);
+        let sep = m.tokenizer.token_to_id("[SEP]").unwrap_or(0);
+        let (ids, type_ids, answer_position) = question_input(&enc[0].ids, mask, sep);
+        let corpus = QaCorpus {
+            images: vec![p],
+            questions: vec![Question {
+                ids,
+                type_ids,
+                answer_position,
+                image: 0,
+                answer: None,
+            }],
+        };
+        let q: Vec<&Question> = corpus.questions.iter().collect();
+        let logits =
+            tessera::vlbert::train::vqa_logits(&m.model, &m.config, &corpus, &q, false, &device)?;
+        if logits.dims()[1] != answers.len() {
+            bail!(
+                "{}: {} answers for a head of {}",
+                a.model.join("answers.txt").display(),
+                answers.len(),
+                logits.dims()[1]
+            );
+        }
+        let scores = floats(sigmoid(logits))?;
+        ("answers", top(scores, &|i| answers[i].clone()))
+    } else if m.model.grounding.is_some() {
+        let enc = encode_texts(
+            &m.tokenizer,
+            std::slice::from_ref(&a.text),
+            &m.config,
+            "--text",
+        )?;
+        let whole = [0.0, 0.0, im.width - 1.0, im.height - 1.0];
+        let boxes: Vec<[f32; 4]> = std::iter::once(whole)
+            .chain(p.order.iter().map(|&k| im.boxes[k]))
+            .collect();
+        let n = boxes.len();
+        let corpus = GroundCorpus {
+            images: vec![p],
+            expressions: vec![Expression {
+                ids: enc[0].ids.clone(),
+                image: 0,
+                iou: vec![0.0; n],
+            }],
+        };
+        let e: Vec<&Expression> = corpus.expressions.iter().collect();
+        let logits =
+            tessera::vlbert::train::ground_logits(&m.model, &m.config, &corpus, &e, &device)?;
+        let scores = floats(sigmoid(logits))?;
+        let name = |i: usize| {
+            let b = boxes[i];
+            let what = if i == 0 { "whole image" } else { "box" };
+            format!(
+                "{what} [{:.0}, {:.0}, {:.0}, {:.0}]",
+                b[0], b[1], b[2], b[3]
+            )
+        };
+        ("regions", top(scores[..n].to_vec(), &name))
+    } else {
+        let enc = encode_texts(
+            &m.tokenizer,
+            std::slice::from_ref(&a.text),
+            &m.config,
+            "--text",
+        )?;
+        let mask = m
+            .tokenizer
+            .mask_id
+            .ok_or_else(|| anyhow::anyhow!("the vocabulary lacks [MASK]"))?;
+        let positions: Vec<usize> = (0..enc[0].ids.len())
+            .filter(|&i| enc[0].ids[i] == mask)
+            .collect();
+        if positions.is_empty() {
+            bail!("--text has no [MASK] to fill (this model has no VQA or grounding head)");
+        }
+        let examples = [Example {
+            ids: &enc[0].ids,
+            type_ids: &enc[0].type_ids,
+            regions: &p,
+            masked: &[],
+        }];
+        let b = batch(&examples, &m.config);
+        let out = m.model.forward(&b, &device);
+        let h = m.model.hidden_size();
+        let rows = out.text.reshape([b.text_len, h]);
+        let mut results = Vec::new();
+        for &pos in &positions {
+            let row = rows.clone().narrow(0, pos, 1);
+            let logits = m
+                .model
+                .mlm_logits(row)
+                .ok_or_else(|| anyhow::anyhow!("the model has no masked-LM head"))?;
+            let scores = floats(softmax(logits, 1))?;
+            let tok = &m.tokenizer;
+            results.extend(top(scores, &|i| {
+                format!(
+                    "[MASK]@{pos}: {}",
+                    tok.id_to_token(i as u32).unwrap_or_default()
+                )
+            }));
+        }
+        ("words", results)
+    };
+    if a.common.json {
+        let list: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(n, s)| serde_json::json!({"prediction": n, "score": s}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"image_id": im.image_id, "text": a.text, kind: list})
+        );
+    } else {
+        println!("{} — {}", im.image_id, a.text);
+        for (n, s) in &results {
+            println!("  {s:.4}  {n}");
+        }
+    }
+    Ok(())
 }

@@ -66,6 +66,14 @@ fn bert_pipeline(vocab: &Path, lowercase: bool) -> Result<Tokenizer> {
     tk.with_decoder(Some(DecoderWrapper::from(
         tokenizers::decoders::wordpiece::WordPiece::default(),
     )));
+    // BERT's special tokens stay whole in text ("a [MASK] here"), as Hugging Face's tokenizer
+    // built from the same vocab.txt keeps them.
+    let specials: Vec<tokenizers::AddedToken> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .filter(|t| tk.get_model().token_to_id(t).is_some())
+        .map(|t| tokenizers::AddedToken::from(t.to_string(), true))
+        .collect();
+    tk.add_special_tokens(&specials);
     Ok(Tokenizer::from(tk))
 }
 
