@@ -242,7 +242,7 @@ fn bad_inputs_are_refused_with_their_place() {
 }
 
 #[test]
-fn pretraining_on_generated_scenes_learns_words_and_regions() {
+fn pretraining_on_generated_scenes_learns_words_and_regions_and_grounding_follows() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
     for (name, count, seed, split) in [("train", "600", "0", "train"), ("test", "150", "1", "test")]
@@ -322,6 +322,43 @@ fn pretraining_on_generated_scenes_learns_words_and_regions() {
     assert!(
         words > f(first, "valid_word_accuracy") + 0.05,
         "{records:?}"
+    );
+
+    // Grounding from the pretrained model: the best-scored RoI of a referring caption hits the
+    // referent (IoU >= 0.5) far more often than a random RoI.
+    let out = tessera(&[
+        "vlbert",
+        "ground",
+        "--model",
+        &p("run"),
+        "--data",
+        &p("train"),
+        "--regions",
+        &p("train.safetensors"),
+        "--valid-data",
+        &p("test"),
+        "--valid-regions",
+        &p("test.safetensors"),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "32",
+        "--lr",
+        "1e-3",
+        "--seed",
+        "3",
+        "--run-dir",
+        &p("ground"),
+        "--json",
+    ]);
+    assert_success(&out);
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let (first, last) = (&records[0], records.last().unwrap());
+    assert!(f(last, "loss") < f(first, "loss"), "{records:?}");
+    let (acc, random) = (f(last, "valid_accuracy"), f(last, "valid_random_box"));
+    assert!(
+        acc > random + 0.2,
+        "grounding accuracy {acc} vs random RoI {random}"
     );
 }
 
