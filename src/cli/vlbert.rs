@@ -841,6 +841,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         ..VlBertConfig::default()
     };
     cfg.validate()?;
+    if a.vocab < 2 {
+        bail!("--vocab {} leaves no tokens to draw", a.vocab);
+    }
     device.seed(0);
     let model = VlBert::new(&cfg, &device);
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
@@ -873,7 +876,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     let pairs: Vec<Pair> = (0..a.batch)
         .map(|i| Pair {
             ids: (0..a.text_len)
-                .map(|_| rng.random_range(1000..a.vocab.max(1001) as u32))
+                .map(|_| rng.random_range(a.vocab.min(1000) as u32 / 2..a.vocab as u32))
                 .collect(),
             word_start: vec![true; a.text_len],
             image: i,
@@ -932,7 +935,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                         .collect();
                     let mut input = ids.clone();
                     for &p in &picked {
-                        input[p] = 103;
+                        input[p] = (a.vocab as u32 - 1).min(103);
                     }
                     let chosen: Vec<bool> = (0..r)
                         .map(|k| k > 0 && rng.random::<f64>() < 0.15)
@@ -957,7 +960,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                 let (grads, _) = data_parallel_grads(&model, &parts, workers, |m, _, &(lo, hi)| {
                     let l = pretrain_losses(m, &cfg, &corpus, &items[lo..hi], false, &ad);
                     let share = (hi - lo) as f64 / a.batch as f64;
-                    let mut total = burn::tensor::Tensor::<1>::zeros([1], &ad);
+                    let mut total = burn::tensor::Tensor::<1>::zeros([1], &ad).require_grad();
                     if let Some(x) = l.mlm {
                         total = total + x;
                     }

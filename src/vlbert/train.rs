@@ -381,7 +381,8 @@ impl Task for PretrainTask<'_> {
         _: MicroStep,
     ) -> Tensor<1> {
         let l = pretrain_losses(model, self.cfg, self.train, part, false, &self.ad);
-        let mut total = Tensor::<1>::zeros([1], &self.ad);
+        // A micro-batch may hold no prediction at all: a zero that still has a graph.
+        let mut total = Tensor::<1>::zeros([1], &self.ad).require_grad();
         if let Some(x) = l.mlm {
             total = total + x.mul_scalar(l.words as f64 / batch.words.max(1) as f64);
         }
