@@ -345,14 +345,7 @@ fn pair_corpus(
     let mut label_words = Vec::new();
     let learn_classes = classes.is_empty();
     if learn_classes {
-        let mut all: Vec<String> = corpus
-            .images
-            .iter()
-            .flat_map(|a| a.labels.iter().cloned())
-            .collect();
-        all.sort();
-        all.dedup();
-        *classes = all;
+        *classes = sorted_unique(corpus.images.iter().flat_map(|a| a.labels.iter().cloned()));
     }
     for a in &corpus.images {
         if a.captions.is_empty() {
@@ -478,26 +471,15 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     tc.selection = a.run.selection(tc.selection.take())?;
     tc.validate()?;
     // The region classes: from the region file's class scores, else the corpus's labels.
-    let first = read_regions(&a.regions)?;
-    let feature_size = first
-        .iter()
-        .find(|im| im.num_boxes() > 0)
-        .map(|im| im.feature_size())
-        .ok_or_else(|| anyhow::anyhow!("{}: no boxes in any image", a.regions.display()))?;
-    let file_classes = first
-        .iter()
-        .find_map(|im| im.cls_prob.as_ref().map(|p| p.len() / im.num_boxes()));
-    drop(first);
+    let (feature_size, file_classes) = region_sizes(&a.regions)?;
     let mut classes: Vec<String> = Vec::new();
     if file_classes.is_none() {
-        let corpus = read_corpus(&a.data)?;
-        let mut all: Vec<String> = corpus
-            .images
-            .iter()
-            .flat_map(|x| x.labels.iter().cloned())
-            .collect();
-        all.sort();
-        all.dedup();
+        let all = sorted_unique(
+            read_corpus(&a.data)?
+                .images
+                .iter()
+                .flat_map(|x| x.labels.iter().cloned()),
+        );
         if all.is_empty() {
             bail!(
                 "{}: no class scores in the region file and no box labels in the corpus: \
@@ -653,20 +635,10 @@ fn qa_corpus(
     regions: &std::path::Path,
     cfg: &VlBertConfig,
     tok: &tessera::text::tokenize::TextTokenizer,
-    answers: &mut Vec<String>,
+    answers: &[String],
 ) -> Result<tessera::vlbert::train::QaCorpus> {
     use tessera::vlbert::train::{question_input, QaCorpus, Question};
     let corpus = read_corpus(data)?;
-    if answers.is_empty() {
-        let mut all: Vec<String> = corpus
-            .images
-            .iter()
-            .flat_map(|a| a.qa.iter().map(|q| q.answer.clone()))
-            .collect();
-        all.sort();
-        all.dedup();
-        *answers = all;
-    }
     let images = read_regions(regions)?;
     let by_id: HashMap<String, &ImageRegions> =
         images.iter().map(|im| (im.image_id.clone(), im)).collect();
@@ -727,46 +699,29 @@ fn qa_corpus(
 fn cmd_vqa(a: VqaArgs) -> Result<()> {
     use tessera::core::run::RunDir;
     use tessera::core::trainer::RunOptions;
-    use tessera::vlbert::train::{train_vqa, QaCorpus, VqaConfig};
+    use tessera::vlbert::train::{train_vqa, QaCorpus};
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut tc: VqaConfig = super::config_or_default(a.run.config.as_deref())?;
-    set_if_some!(tc.seed, a.run.seed);
-    set_if_some!(tc.epochs, a.run.epochs);
-    set_if_some!(tc.lr, a.run.lr);
-    set_if_some!(tc.batch_size, a.run.batch_size);
-    if a.blind {
-        tc.blind = true;
-    }
-    tc.selection = a.run.selection(tc.selection.take())?;
-    tc.validate()?;
-    let mut answers: Vec<String> = {
-        let corpus = read_corpus(&a.data)?;
-        let mut answers: Vec<String> = corpus
+    let mut tc = finetune_config(&a)?;
+    tc.blind |= a.blind;
+    let answers = sorted_unique(
+        read_corpus(&a.data)?
             .images
             .iter()
-            .flat_map(|x| x.qa.iter().map(|q| q.answer.clone()))
-            .collect();
-        answers.sort();
-        answers.dedup();
-        answers
-    };
+            .flat_map(|x| x.qa.iter().map(|q| q.answer.clone())),
+    );
     if answers.is_empty() {
         bail!("{}: no questions (qa)", a.data.display());
     }
-    let feature_size = read_regions(&a.regions)?
-        .iter()
-        .find(|im| im.num_boxes() > 0)
-        .map(|im| im.feature_size())
-        .ok_or_else(|| anyhow::anyhow!("{}: no boxes in any image", a.regions.display()))?;
+    let feature_size = region_sizes(&a.regions)?.0;
     device.seed(tc.seed);
     let n_answers = answers.len();
     let (model, cfg, tok) = finetune_model(&a, feature_size, &device, &|c| {
         c.answer_vocab_size = n_answers
     })?;
-    let train = qa_corpus(&a.data, &a.regions, &cfg, &tok, &mut answers)?;
+    let train = qa_corpus(&a.data, &a.regions, &cfg, &tok, &answers)?;
     let valid = match (&a.valid_data, &a.valid_regions) {
-        (Some(d), Some(r)) => qa_corpus(d, r, &cfg, &tok, &mut answers)?,
+        (Some(d), Some(r)) => qa_corpus(d, r, &cfg, &tok, &answers)?,
         _ => QaCorpus {
             images: vec![],
             questions: vec![],
@@ -1146,24 +1101,14 @@ fn ground_corpus(
 fn cmd_ground(a: VqaArgs) -> Result<()> {
     use tessera::core::run::RunDir;
     use tessera::core::trainer::RunOptions;
-    use tessera::vlbert::train::{train_grounding, GroundCorpus, VqaConfig};
+    use tessera::vlbert::train::{train_grounding, GroundCorpus};
     if a.blind {
         bail!("--blind is VQA's question-only baseline; grounding reports its random-box baseline (valid_random_box)");
     }
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut tc: VqaConfig = super::config_or_default(a.run.config.as_deref())?;
-    set_if_some!(tc.seed, a.run.seed);
-    set_if_some!(tc.epochs, a.run.epochs);
-    set_if_some!(tc.lr, a.run.lr);
-    set_if_some!(tc.batch_size, a.run.batch_size);
-    tc.selection = a.run.selection(tc.selection.take())?;
-    tc.validate()?;
-    let feature_size = read_regions(&a.regions)?
-        .iter()
-        .find(|im| im.num_boxes() > 0)
-        .map(|im| im.feature_size())
-        .ok_or_else(|| anyhow::anyhow!("{}: no boxes in any image", a.regions.display()))?;
+    let tc = finetune_config(&a)?;
+    let feature_size = region_sizes(&a.regions)?.0;
     device.seed(tc.seed);
     let (model, cfg, tok) =
         finetune_model(&a, feature_size, &device, &|c| c.with_grounding_head = true)?;
@@ -1393,4 +1338,38 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A fine-tuning command's settings: its `--config` file with the flags applied, checked.
+fn finetune_config(a: &VqaArgs) -> Result<tessera::vlbert::train::VqaConfig> {
+    let mut tc: tessera::vlbert::train::VqaConfig =
+        super::config_or_default(a.run.config.as_deref())?;
+    set_if_some!(tc.seed, a.run.seed);
+    set_if_some!(tc.epochs, a.run.epochs);
+    set_if_some!(tc.lr, a.run.lr);
+    set_if_some!(tc.batch_size, a.run.batch_size);
+    tc.selection = a.run.selection(tc.selection.take())?;
+    tc.validate()?;
+    Ok(tc)
+}
+
+/// The feature size of a region file and its class count (when it holds class scores), from
+/// its first image with boxes: read image by image, not the whole file.
+fn region_sizes(path: &std::path::Path) -> Result<(usize, Option<usize>)> {
+    let mut reader = open(path)?;
+    while let Some(im) = reader.next_image()? {
+        if im.num_boxes() > 0 {
+            let classes = im.cls_prob.as_ref().map(|p| p.len() / im.num_boxes());
+            return Ok((im.feature_size(), classes));
+        }
+    }
+    bail!("{}: no boxes in any image", path.display())
+}
+
+/// Distinct strings in sorted order (answer vocabularies, region classes).
+fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut all: Vec<String> = items.collect();
+    all.sort();
+    all.dedup();
+    all
 }

@@ -435,6 +435,44 @@ pub fn masking(tok: &TextTokenizer, cfg: &PretrainConfig) -> Result<Masking> {
     })
 }
 
+/// The loop settings every VL-BERT trainer shares: official names in checkpoints, linear decay
+/// after warmup, AdamW with clipping; `cfg` is written to the run directory as `config_file`
+/// and must match on resume (epochs and patience may grow).
+fn loop_settings<C: Serialize>(
+    format: &'static str,
+    config_file: &'static str,
+    cfg: &C,
+    (seed, epochs, micro_batch): (u64, usize, usize),
+    (lr, warmup_steps): (f64, u64),
+    (weight_decay, clip_grad_norm): (f64, f64),
+    selection: Option<Selection>,
+) -> Result<LoopSettings> {
+    Ok(LoopSettings {
+        format,
+        config_file: (config_file, toml::to_string(cfg)?),
+        resume_settings: toml::Table::try_from(cfg)?,
+        extendable: &["epochs", "selection.patience"],
+        names: CheckpointNames {
+            renames: official_renames(),
+            base_prefix: None,
+        },
+        checkpoint_meta: HashMap::new(),
+        seed,
+        epochs,
+        micro_batch,
+        dropout_stream: STREAM_DROPOUT,
+        lr,
+        warmup_steps,
+        decay: Decay::Linear,
+        adam: AdamConfig {
+            weight_decay,
+            clip_grad_norm: (clip_grad_norm > 0.0).then_some(clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection,
+    })
+}
+
 /// Pretrain `model` on `train`, measuring on `valid` after every epoch; the run directory ends
 /// as a model directory.
 #[allow(clippy::too_many_arguments)]
@@ -451,30 +489,15 @@ pub fn pretrain(
 ) -> Result<trainer::TrainOutcome> {
     ensure!(!train.pairs.is_empty(), "no training pairs");
     train_cfg.validate()?;
-    let settings = LoopSettings {
-        format: "tessera-vlbert-pretrain",
-        config_file: ("pretrain.toml", toml::to_string(train_cfg)?),
-        resume_settings: toml::Table::try_from(train_cfg)?,
-        extendable: &["epochs", "selection.patience"],
-        names: CheckpointNames {
-            renames: official_renames(),
-            base_prefix: None,
-        },
-        checkpoint_meta: HashMap::new(),
-        seed: train_cfg.seed,
-        epochs: train_cfg.epochs,
-        micro_batch: train_cfg.micro_batch,
-        dropout_stream: STREAM_DROPOUT,
-        lr: train_cfg.lr,
-        warmup_steps: train_cfg.warmup_steps,
-        decay: Decay::Linear,
-        adam: AdamConfig {
-            weight_decay: train_cfg.weight_decay,
-            clip_grad_norm: (train_cfg.clip_grad_norm > 0.0).then_some(train_cfg.clip_grad_norm),
-            ..AdamConfig::default()
-        },
-        selection: train_cfg.selection.clone(),
-    };
+    let settings = loop_settings(
+        "tessera-vlbert-pretrain",
+        "pretrain.toml",
+        train_cfg,
+        (train_cfg.seed, train_cfg.epochs, train_cfg.micro_batch),
+        (train_cfg.lr, train_cfg.warmup_steps),
+        (train_cfg.weight_decay, train_cfg.clip_grad_norm),
+        train_cfg.selection.clone(),
+    )?;
     let task = PretrainTask {
         cfg,
         train_cfg,
@@ -763,30 +786,15 @@ pub fn train_vqa(
     ensure!(!train.questions.is_empty(), "no training questions");
     ensure!(model.final_mlp.is_some(), "the model has no VQA head");
     train_cfg.validate()?;
-    let settings = LoopSettings {
-        format: "tessera-vlbert-vqa",
-        config_file: ("vqa.toml", toml::to_string(train_cfg)?),
-        resume_settings: toml::Table::try_from(train_cfg)?,
-        extendable: &["epochs", "selection.patience"],
-        names: CheckpointNames {
-            renames: official_renames(),
-            base_prefix: None,
-        },
-        checkpoint_meta: HashMap::new(),
-        seed: train_cfg.seed,
-        epochs: train_cfg.epochs,
-        micro_batch: train_cfg.micro_batch,
-        dropout_stream: STREAM_DROPOUT,
-        lr: train_cfg.lr,
-        warmup_steps: train_cfg.warmup_steps,
-        decay: Decay::Linear,
-        adam: AdamConfig {
-            weight_decay: train_cfg.weight_decay,
-            clip_grad_norm: (train_cfg.clip_grad_norm > 0.0).then_some(train_cfg.clip_grad_norm),
-            ..AdamConfig::default()
-        },
-        selection: train_cfg.selection.clone(),
-    };
+    let settings = loop_settings(
+        "tessera-vlbert-vqa",
+        "vqa.toml",
+        train_cfg,
+        (train_cfg.seed, train_cfg.epochs, train_cfg.micro_batch),
+        (train_cfg.lr, train_cfg.warmup_steps),
+        (train_cfg.weight_decay, train_cfg.clip_grad_norm),
+        train_cfg.selection.clone(),
+    )?;
     let task = VqaTask {
         cfg,
         train_cfg,
@@ -1000,30 +1008,15 @@ pub fn train_grounding(
     ensure!(!train.expressions.is_empty(), "no referring expressions");
     ensure!(model.grounding.is_some(), "the model has no grounding head");
     train_cfg.validate()?;
-    let settings = LoopSettings {
-        format: "tessera-vlbert-ground",
-        config_file: ("ground.toml", toml::to_string(train_cfg)?),
-        resume_settings: toml::Table::try_from(train_cfg)?,
-        extendable: &["epochs", "selection.patience"],
-        names: CheckpointNames {
-            renames: official_renames(),
-            base_prefix: None,
-        },
-        checkpoint_meta: HashMap::new(),
-        seed: train_cfg.seed,
-        epochs: train_cfg.epochs,
-        micro_batch: train_cfg.micro_batch,
-        dropout_stream: STREAM_DROPOUT,
-        lr: train_cfg.lr,
-        warmup_steps: train_cfg.warmup_steps,
-        decay: Decay::Linear,
-        adam: AdamConfig {
-            weight_decay: train_cfg.weight_decay,
-            clip_grad_norm: (train_cfg.clip_grad_norm > 0.0).then_some(train_cfg.clip_grad_norm),
-            ..AdamConfig::default()
-        },
-        selection: train_cfg.selection.clone(),
-    };
+    let settings = loop_settings(
+        "tessera-vlbert-ground",
+        "ground.toml",
+        train_cfg,
+        (train_cfg.seed, train_cfg.epochs, train_cfg.micro_batch),
+        (train_cfg.lr, train_cfg.warmup_steps),
+        (train_cfg.weight_decay, train_cfg.clip_grad_norm),
+        train_cfg.selection.clone(),
+    )?;
     let task = GroundTask {
         cfg,
         train_cfg,
