@@ -11,5 +11,6 @@ pub mod detect;
 pub mod metapath2vec;
 pub mod regions;
 pub mod text;
+pub mod vilbert;
 pub mod vit;
 pub mod vlbert;

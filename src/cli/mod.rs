@@ -15,7 +15,9 @@ mod detect;
 mod metapath2vec;
 mod regions;
 mod text;
+mod vilbert;
 mod vit;
+mod vl;
 mod vlbert;
 
 use anyhow::{Context, Result};
@@ -56,6 +58,10 @@ pub enum ModelCommand {
     /// 2020): features, pretraining, VQA, grounding.
     #[command(subcommand)]
     Vlbert(vlbert::Command),
+    /// ViLBERT: two-stream co-attention transformer over region features and text (Lu et al.,
+    /// 2019): features, pretraining, VQA, retrieval.
+    #[command(subcommand)]
+    Vilbert(vilbert::Command),
     /// Training curves of one or several run directories (loss and a metric per epoch) as a PNG.
     Plot(PlotArgs),
     /// YOLO object detection with a darknet model (YOLOv3-tiny on COCO), as darknet's
@@ -244,6 +250,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Text(cmd) => text::run(cmd),
         ModelCommand::Vit(cmd) => vit::run(cmd),
         ModelCommand::Vlbert(cmd) => vlbert::run(cmd),
+        ModelCommand::Vilbert(cmd) => vilbert::run(cmd),
         ModelCommand::Plot(a) => cmd_plot(a),
         ModelCommand::Detect(a) => detect::run(a),
         ModelCommand::Regions(a) => regions::run(a),

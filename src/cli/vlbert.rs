@@ -1,5 +1,9 @@
 //! `tessera vlbert`: VL-BERT over region files and text.
 
+use super::vl::{
+    bert_preset, box_targets, finetune_config, read_regions, records_json, region_sizes,
+    sorted_unique,
+};
 use super::Common;
 use anyhow::{bail, Result};
 use clap::{Args, Subcommand};
@@ -9,7 +13,7 @@ use tessera::core::checkpoint::save_safetensors;
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::progress;
 use tessera::corpora::annotated::read_corpus;
-use tessera::regions::files::{open, ImageRegions};
+use tessera::regions::files::ImageRegions;
 use tessera::text::embed::read_lines;
 use tessera::vlbert::config::VlBertConfig;
 use tessera::vlbert::data::{encode_texts, prepare_regions};
@@ -229,16 +233,6 @@ pub fn run(cmd: Command) -> Result<()> {
     }
 }
 
-/// Every image of a region file.
-fn read_regions(path: &std::path::Path) -> Result<Vec<ImageRegions>> {
-    let mut reader = open(path)?;
-    let mut images = Vec::new();
-    while let Some(im) = reader.next_image()? {
-        images.push(im);
-    }
-    Ok(images)
-}
-
 fn cmd_features(a: FeaturesArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
@@ -362,49 +356,12 @@ fn pair_corpus(
         let p =
             prepare_regions(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
         let c = cfg.visual_region_classes;
-        let t = match &p.cls_prob {
-            Some(probs) => {
-                if probs.len() != p.len() * c {
-                    bail!(
-                        "{}: image `{id}` has {} class scores per box but the model predicts {c} \
-                         region classes (visual_region_classes)",
-                        regions.display(),
-                        probs.len() / p.len()
-                    );
-                }
-                probs.clone()
-            }
-            None => {
-                if a.labels.len() != im.num_boxes() {
-                    bail!(
-                        "{}: image `{id}` has {} boxes but its annotation {} labels; without \
-                         class scores in the region file the labels are the targets (make the \
-                         regions with --boxes from this corpus)",
-                        regions.display(),
-                        im.num_boxes(),
-                        a.labels.len()
-                    );
-                }
-                let mut t = vec![0f32; p.len() * c];
-                for (k, &i) in p.order.iter().enumerate() {
-                    let Some(class) = classes.iter().position(|l| *l == a.labels[i]) else {
-                        bail!(
-                            "{}: image `{id}`: label `{}` is not among the training labels",
-                            data.display(),
-                            a.labels[i]
-                        );
-                    };
-                    if class >= c {
-                        bail!(
-                            "{} labels but the model predicts {c} region classes",
-                            classes.len()
-                        );
-                    }
-                    t[(k + 1) * c + class] = 1.0;
-                }
-                t
-            }
-        };
+        // The boxes' targets in the file's order, then in VL-BERT's (row 0: the whole image).
+        let by_file = box_targets(a, im, classes, c, data, regions)?;
+        let mut t = vec![0f32; p.len() * c];
+        for (k, &i) in p.order.iter().enumerate() {
+            t[(k + 1) * c..(k + 2) * c].copy_from_slice(&by_file[i * c..(i + 1) * c]);
+        }
         let image = prepared.len();
         prepared.push(p);
         targets.push(t);
@@ -702,7 +659,7 @@ fn cmd_vqa(a: VqaArgs) -> Result<()> {
     use tessera::vlbert::train::{train_vqa, QaCorpus};
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let mut tc = finetune_config(&a)?;
+    let mut tc = finetune_config(&a.run)?;
     tc.blind |= a.blind;
     let answers = sorted_unique(
         read_corpus(&a.data)?
@@ -944,26 +901,6 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// The text side of a network trained from scratch.
-fn bert_preset(name: &str, vocab: usize) -> Result<tessera::text::config::BertConfig> {
-    use tessera::text::config::BertConfig;
-    let mut bert = match name {
-        "tiny" => BertConfig::tiny(vocab),
-        "small" => BertConfig {
-            hidden_size: 256,
-            num_hidden_layers: 4,
-            num_attention_heads: 4,
-            intermediate_size: 1024,
-            max_position_embeddings: 128,
-            ..BertConfig::default()
-        },
-        "base" => BertConfig::default(),
-        other => bail!("unknown --preset `{other}` (tiny, small, base)"),
-    };
-    bert.vocab_size = vocab;
-    Ok(bert)
-}
-
 /// The network a fine-tuning command starts from (a VL-BERT directory, a Hugging Face BERT, or a
 /// preset from scratch), with the task head `set_head` puts into its config.
 fn finetune_model(
@@ -1107,7 +1044,7 @@ fn cmd_ground(a: VqaArgs) -> Result<()> {
     }
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
-    let tc = finetune_config(&a)?;
+    let tc = finetune_config(&a.run)?;
     let feature_size = region_sizes(&a.regions)?.0;
     device.seed(tc.seed);
     let (model, cfg, tok) =
@@ -1147,22 +1084,6 @@ fn cmd_ground(a: VqaArgs) -> Result<()> {
         println!("{}", serde_json::to_string(&records_json(&out))?);
     }
     Ok(())
-}
-
-/// The epochs of a training run as JSON objects (epoch, loss, the metrics).
-fn records_json(out: &tessera::core::trainer::TrainOutcome) -> Vec<serde_json::Value> {
-    out.records
-        .iter()
-        .map(|r| {
-            let mut m = serde_json::Map::new();
-            m.insert("epoch".into(), r.epoch.into());
-            m.insert("loss".into(), r.loss.into());
-            for (k, v) in &r.metrics {
-                m.insert(k.clone(), (*v).into());
-            }
-            serde_json::Value::Object(m)
-        })
-        .collect()
 }
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {
@@ -1338,38 +1259,4 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// A fine-tuning command's settings: its `--config` file with the flags applied, checked.
-fn finetune_config(a: &VqaArgs) -> Result<tessera::vlbert::train::VqaConfig> {
-    let mut tc: tessera::vlbert::train::VqaConfig =
-        super::config_or_default(a.run.config.as_deref())?;
-    set_if_some!(tc.seed, a.run.seed);
-    set_if_some!(tc.epochs, a.run.epochs);
-    set_if_some!(tc.lr, a.run.lr);
-    set_if_some!(tc.batch_size, a.run.batch_size);
-    tc.selection = a.run.selection(tc.selection.take())?;
-    tc.validate()?;
-    Ok(tc)
-}
-
-/// The feature size of a region file and its class count (when it holds class scores), from
-/// its first image with boxes: read image by image, not the whole file.
-fn region_sizes(path: &std::path::Path) -> Result<(usize, Option<usize>)> {
-    let mut reader = open(path)?;
-    while let Some(im) = reader.next_image()? {
-        if im.num_boxes() > 0 {
-            let classes = im.cls_prob.as_ref().map(|p| p.len() / im.num_boxes());
-            return Ok((im.feature_size(), classes));
-        }
-    }
-    bail!("{}: no boxes in any image", path.display())
-}
-
-/// Distinct strings in sorted order (answer vocabularies, region classes).
-fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
-    let mut all: Vec<String> = items.collect();
-    all.sort();
-    all.dedup();
-    all
 }

@@ -71,30 +71,11 @@ impl MultiHeadAttention {
         key_padding: Option<Tensor<2, Bool>>,
         want_probs: bool,
     ) -> (Tensor<3>, Option<Tensor<4>>) {
-        let [b, lq, d] = queries.dims();
-        let lk = context.dims()[1];
-        let h = self.heads;
-        let dh = d / h;
-        let split = |x: Tensor<3>, l: usize| x.reshape([b, l, h, dh]).swap_dims(1, 2);
-        // The 1/sqrt(dh) scale goes on the queries ([B, Lq, D]) rather than on the scores
-        // ([B, H, Lq, Lk], larger whenever Lk > dh): the same product, one smaller pass.
-        let q = split(
-            linear(&self.query, queries).mul_scalar(1.0 / (dh as f64).sqrt()),
-            lq,
-        );
-        let k = split(linear(&self.key, context.clone()), lk);
-        let v = split(linear(&self.value, context), lk);
-
-        let mut scores = q.matmul(k.swap_dims(2, 3));
-        if let Some(pad) = key_padding {
-            // An additive bias broadcast over heads and queries: cheaper than expanding a mask.
-            let bias = pad.float().mul_scalar(MASKED_SCORE).reshape([b, 1, 1, lk]);
-            scores = scores + bias;
-        }
-        let probs = super::fused_ops::softmax(scores);
-        let kept = want_probs.then(|| probs.clone());
-        let ctx = self.dropout.forward(probs).matmul(v);
-        let ctx = ctx.swap_dims(1, 2).reshape([b, lq, d]);
+        let heads = self.heads;
+        let q = linear(&self.query, queries);
+        let k = linear(&self.key, context.clone());
+        let v = linear(&self.value, context);
+        let (ctx, kept) = attend(q, k, v, heads, key_padding, &self.dropout, want_probs);
         (linear(&self.output, ctx), kept)
     }
 
@@ -107,6 +88,41 @@ impl MultiHeadAttention {
         self.forward_with_probs(queries, context, key_padding, false)
             .0
     }
+}
+
+/// Scaled dot-product attention of projected queries `q` [B, Lq, D] over projected keys `k` and
+/// values `v` [B, Lk, D] in `heads` heads; `key_padding` [B, Lk] is true at keys that get no
+/// attention. Returns the context [B, Lq, D] (heads concatenated, before any output projection)
+/// and, when asked, the probabilities [B, H, Lq, Lk] (before dropout). Self-attention and
+/// ViLBERT's co-attention (queries of one stream, keys and values of the other) share it.
+pub fn attend(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    key_padding: Option<Tensor<2, Bool>>,
+    dropout: &Dropout,
+    want_probs: bool,
+) -> (Tensor<3>, Option<Tensor<4>>) {
+    let [b, lq, d] = q.dims();
+    let lk = k.dims()[1];
+    let dh = d / heads;
+    let split = |x: Tensor<3>, l: usize| x.reshape([b, l, heads, dh]).swap_dims(1, 2);
+    // The 1/sqrt(dh) scale goes on the queries ([B, Lq, D]) rather than on the scores
+    // ([B, H, Lq, Lk], larger whenever Lk > dh): the same product, one smaller pass.
+    let q = split(q.mul_scalar(1.0 / (dh as f64).sqrt()), lq);
+    let k = split(k, lk);
+    let v = split(v, lk);
+    let mut scores = q.matmul(k.swap_dims(2, 3));
+    if let Some(pad) = key_padding {
+        // An additive bias broadcast over heads and queries: cheaper than expanding a mask.
+        let bias = pad.float().mul_scalar(MASKED_SCORE).reshape([b, 1, 1, lk]);
+        scores = scores + bias;
+    }
+    let probs = super::fused_ops::softmax(scores);
+    let kept = want_probs.then(|| probs.clone());
+    let ctx = dropout.forward(probs).matmul(v);
+    (ctx.swap_dims(1, 2).reshape([b, lq, d]), kept)
 }
 
 /// BERT's initialisation: weights from N(0, std^2).

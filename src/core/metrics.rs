@@ -151,3 +151,14 @@ pub fn f1_scores(truth: &[usize], pred: &[usize], classes: usize) -> F1Scores {
         },
     }
 }
+
+/// Intersection over union of two `[x1, y1, x2, y2]` boxes in inclusive pixel coordinates, with
+/// +1 on widths and heights as the official VL-BERT (`bbox_iou_py_vectorized`) and ViLBERT
+/// (`iou` of its datasets) code.
+pub fn pixel_box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
+    let inter = w * h;
+    let area = |x: &[f32; 4]| (x[2] - x[0] + 1.0) * (x[3] - x[1] + 1.0);
+    inter / (area(a) + area(b) - inter)
+}

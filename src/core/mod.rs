@@ -24,6 +24,7 @@ macro_rules! simd_dispatch {
 
 pub mod attention;
 pub mod checkpoint;
+pub mod coattention;
 pub mod device;
 pub mod draw;
 pub mod dropout;

@@ -222,6 +222,100 @@ impl LoopSettings {
     }
 }
 
+impl LoopSettings {
+    /// The settings of the vision-language trainers (VL-BERT's, ViLBERT's): checkpoints under
+    /// `renames`, linear decay after warmup, AdamW with clipping (0: none); `cfg` is written to
+    /// the run directory as `config_file` and must match on resume (epochs and patience may
+    /// grow).
+    #[allow(clippy::too_many_arguments)]
+    pub fn standard<C: Serialize>(
+        format: &'static str,
+        config_file: &'static str,
+        cfg: &C,
+        (seed, epochs, micro_batch): (u64, usize, usize),
+        (lr, warmup_steps): (f64, u64),
+        (weight_decay, clip_grad_norm): (f64, f64),
+        selection: Option<Selection>,
+        renames: Vec<(&'static str, &'static str)>,
+        dropout_stream: u64,
+    ) -> Result<Self> {
+        Ok(Self {
+            format,
+            config_file: (config_file, toml::to_string(cfg)?),
+            resume_settings: toml::Table::try_from(cfg)?,
+            extendable: &["epochs", "selection.patience"],
+            names: CheckpointNames {
+                renames,
+                base_prefix: None,
+            },
+            checkpoint_meta: HashMap::new(),
+            seed,
+            epochs,
+            micro_batch,
+            dropout_stream,
+            lr,
+            warmup_steps,
+            decay: Decay::Linear,
+            adam: AdamConfig {
+                weight_decay,
+                clip_grad_norm: (clip_grad_norm > 0.0).then_some(clip_grad_norm),
+                ..AdamConfig::default()
+            },
+            selection,
+        })
+    }
+}
+
+/// Fine-tuning settings of a vision-language task (VQA, grounding, retrieval) as a
+/// `--config` file's keys.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FinetuneConfig {
+    pub seed: u64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub micro_batch: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub clip_grad_norm: f64,
+    /// The question-only baseline: region features and boxes zeroed in training and evaluation.
+    pub blind: bool,
+    pub selection: Option<Selection>,
+}
+
+impl Default for FinetuneConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            epochs: 5,
+            batch_size: 64,
+            micro_batch: 32,
+            lr: 1e-4,
+            warmup_steps: 100,
+            weight_decay: 1e-4,
+            clip_grad_norm: 1.0,
+            blind: false,
+            selection: None,
+        }
+    }
+}
+
+impl FinetuneConfig {
+    pub fn validate(&self) -> Result<()> {
+        use super::validate::*;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        at_least_one("batch_size (--batch-size)", self.batch_size)?;
+        positive("lr (--lr)", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("clip_grad_norm", self.clip_grad_norm)?;
+        match &self.selection {
+            Some(s) => s.validate(),
+            None => Ok(()),
+        }
+    }
+}
+
 /// How one training invocation runs (not part of the training configuration).
 #[derive(Debug, Clone, Default)]
 pub struct RunOptions {

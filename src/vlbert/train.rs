@@ -17,17 +17,15 @@ use super::model::{official_renames, VlBert};
 use crate::core::fused::cross_entropy;
 use crate::core::losses::soft_cross_entropy;
 use crate::core::masking::{ClozeMasker, MaskStyle};
-use crate::core::optim::{AdamConfig, Decay};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, CheckpointNames, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{self, LoopSettings, MicroStep, Selection, Task};
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 const STREAM_MASK: u64 = 31;
 const STREAM_SHUFFLE: u64 = 32;
@@ -435,44 +433,6 @@ pub fn masking(tok: &TextTokenizer, cfg: &PretrainConfig) -> Result<Masking> {
     })
 }
 
-/// The loop settings every VL-BERT trainer shares: official names in checkpoints, linear decay
-/// after warmup, AdamW with clipping; `cfg` is written to the run directory as `config_file`
-/// and must match on resume (epochs and patience may grow).
-fn loop_settings<C: Serialize>(
-    format: &'static str,
-    config_file: &'static str,
-    cfg: &C,
-    (seed, epochs, micro_batch): (u64, usize, usize),
-    (lr, warmup_steps): (f64, u64),
-    (weight_decay, clip_grad_norm): (f64, f64),
-    selection: Option<Selection>,
-) -> Result<LoopSettings> {
-    Ok(LoopSettings {
-        format,
-        config_file: (config_file, toml::to_string(cfg)?),
-        resume_settings: toml::Table::try_from(cfg)?,
-        extendable: &["epochs", "selection.patience"],
-        names: CheckpointNames {
-            renames: official_renames(),
-            base_prefix: None,
-        },
-        checkpoint_meta: HashMap::new(),
-        seed,
-        epochs,
-        micro_batch,
-        dropout_stream: STREAM_DROPOUT,
-        lr,
-        warmup_steps,
-        decay: Decay::Linear,
-        adam: AdamConfig {
-            weight_decay,
-            clip_grad_norm: (clip_grad_norm > 0.0).then_some(clip_grad_norm),
-            ..AdamConfig::default()
-        },
-        selection,
-    })
-}
-
 /// Pretrain `model` on `train`, measuring on `valid` after every epoch; the run directory ends
 /// as a model directory.
 #[allow(clippy::too_many_arguments)]
@@ -489,7 +449,7 @@ pub fn pretrain(
 ) -> Result<trainer::TrainOutcome> {
     ensure!(!train.pairs.is_empty(), "no training pairs");
     train_cfg.validate()?;
-    let settings = loop_settings(
+    let settings = LoopSettings::standard(
         "tessera-vlbert-pretrain",
         "pretrain.toml",
         train_cfg,
@@ -497,6 +457,8 @@ pub fn pretrain(
         (train_cfg.lr, train_cfg.warmup_steps),
         (train_cfg.weight_decay, train_cfg.clip_grad_norm),
         train_cfg.selection.clone(),
+        official_renames(),
+        STREAM_DROPOUT,
     )?;
     let task = PretrainTask {
         cfg,
@@ -551,53 +513,8 @@ pub fn blind(p: &PreparedRegions) -> PreparedRegions {
     p
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct VqaConfig {
-    pub seed: u64,
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub micro_batch: usize,
-    pub lr: f64,
-    pub warmup_steps: u64,
-    pub weight_decay: f64,
-    pub clip_grad_norm: f64,
-    /// The question-only baseline: region features and boxes zeroed in training and evaluation.
-    pub blind: bool,
-    pub selection: Option<Selection>,
-}
-
-impl Default for VqaConfig {
-    fn default() -> Self {
-        Self {
-            seed: 0,
-            epochs: 5,
-            batch_size: 64,
-            micro_batch: 32,
-            lr: 1e-4,
-            warmup_steps: 100,
-            weight_decay: 1e-4,
-            clip_grad_norm: 1.0,
-            blind: false,
-            selection: None,
-        }
-    }
-}
-
-impl VqaConfig {
-    pub fn validate(&self) -> Result<()> {
-        use crate::core::validate::*;
-        at_least_one("epochs (--epochs)", self.epochs)?;
-        at_least_one("batch_size (--batch-size)", self.batch_size)?;
-        positive("lr (--lr)", self.lr)?;
-        non_negative("weight_decay", self.weight_decay)?;
-        non_negative("clip_grad_norm", self.clip_grad_norm)?;
-        match &self.selection {
-            Some(s) => s.validate(),
-            None => Ok(()),
-        }
-    }
-}
+/// The fine-tuning settings of VQA and grounding (shared with ViLBERT's tasks).
+pub use crate::core::trainer::FinetuneConfig as VqaConfig;
 
 /// Answer scores [B, A] of questions (their images blinded when `blind`).
 pub fn vqa_logits(
@@ -645,26 +562,6 @@ pub fn vqa_logits(
     let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(rows, [n]), device);
     let hm = out.text.reshape([b.batch * b.text_len, h]).select(0, idx);
     Ok(head.forward(hm))
-}
-
-/// Binary cross-entropy with logits summed over answers, mean over questions (the official
-/// `binary_cross_entropy_with_logits(logits, label) * label.size(1)`).
-pub fn vqa_loss(logits: Tensor<2>, answers: &[Option<usize>]) -> Tensor<1> {
-    let [n, a] = logits.dims();
-    let mut y = vec![0f32; n * a];
-    for (i, ans) in answers.iter().enumerate() {
-        if let Some(k) = ans {
-            y[i * a + k] = 1.0;
-        }
-    }
-    let y: Tensor<2> = Tensor::from_data(TensorData::new(y, [n, a]), &logits.device());
-    // softplus(x) - y x, with softplus(x) = max(x, 0) + log(1 + exp(-|x|)).
-    let softplus =
-        logits.clone().clamp_min(0.0) + logits.clone().abs().neg().exp().add_scalar(1.0).log();
-    (softplus - y * logits)
-        .sum()
-        .reshape([1])
-        .div_scalar(n as f64)
 }
 
 /// Accuracy of the answer with the highest score (questions whose answer is outside the
@@ -745,7 +642,8 @@ impl Task for VqaTask<'_> {
         )
         .expect("the VQA model has its head");
         let answers: Vec<Option<usize>> = qs.iter().map(|q| q.answer).collect();
-        vqa_loss(logits, &answers).mul_scalar(part.len() as f64 / batch.items.len() as f64)
+        crate::core::losses::multi_label_bce(logits, &answers)
+            .mul_scalar(part.len() as f64 / batch.items.len() as f64)
     }
 
     fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
@@ -786,7 +684,7 @@ pub fn train_vqa(
     ensure!(!train.questions.is_empty(), "no training questions");
     ensure!(model.final_mlp.is_some(), "the model has no VQA head");
     train_cfg.validate()?;
-    let settings = loop_settings(
+    let settings = LoopSettings::standard(
         "tessera-vlbert-vqa",
         "vqa.toml",
         train_cfg,
@@ -794,6 +692,8 @@ pub fn train_vqa(
         (train_cfg.lr, train_cfg.warmup_steps),
         (train_cfg.weight_decay, train_cfg.clip_grad_norm),
         train_cfg.selection.clone(),
+        official_renames(),
+        STREAM_DROPOUT,
     )?;
     let task = VqaTask {
         cfg,
@@ -825,15 +725,7 @@ pub struct GroundCorpus {
     pub expressions: Vec<Expression>,
 }
 
-/// Intersection over union of two `[x1, y1, x2, y2]` boxes in pixels (the official
-/// `bbox_iou_py_vectorized`, with its +1 on widths and heights).
-pub fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0]) + 1.0).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1]) + 1.0).max(0.0);
-    let inter = w * h;
-    let area = |x: &[f32; 4]| (x[2] - x[0] + 1.0) * (x[3] - x[1] + 1.0);
-    inter / (area(a) + area(b) - inter)
-}
+pub use crate::core::metrics::pixel_box_iou as iou;
 
 /// RoI scores [B, R] of expressions (missing RoIs: -1e4).
 pub fn ground_logits(
@@ -1008,7 +900,7 @@ pub fn train_grounding(
     ensure!(!train.expressions.is_empty(), "no referring expressions");
     ensure!(model.grounding.is_some(), "the model has no grounding head");
     train_cfg.validate()?;
-    let settings = loop_settings(
+    let settings = LoopSettings::standard(
         "tessera-vlbert-ground",
         "ground.toml",
         train_cfg,
@@ -1016,6 +908,8 @@ pub fn train_grounding(
         (train_cfg.lr, train_cfg.warmup_steps),
         (train_cfg.weight_decay, train_cfg.clip_grad_norm),
         train_cfg.selection.clone(),
+        official_renames(),
+        STREAM_DROPOUT,
     )?;
     let task = GroundTask {
         cfg,

@@ -1,0 +1,173 @@
+//! What the vision-language commands (`vlbert`, `vilbert`) share: reading region files and
+//! annotated corpora into training inputs, the text side of a network from scratch, fine-tuning
+//! settings and training summaries.
+
+use anyhow::{bail, Result};
+use std::path::Path;
+use tessera::core::trainer::{FinetuneConfig, TrainOutcome};
+use tessera::corpora::annotated::Annotation;
+use tessera::regions::files::{open, ImageRegions};
+
+/// Every image of a region file.
+pub fn read_regions(path: &Path) -> Result<Vec<ImageRegions>> {
+    let mut reader = open(path)?;
+    let mut images = Vec::new();
+    while let Some(im) = reader.next_image()? {
+        images.push(im);
+    }
+    Ok(images)
+}
+
+/// The feature size of a region file and its class count (when it holds class scores), from
+/// its first image with boxes: read image by image, not the whole file.
+pub fn region_sizes(path: &Path) -> Result<(usize, Option<usize>)> {
+    let mut reader = open(path)?;
+    while let Some(im) = reader.next_image()? {
+        if im.num_boxes() > 0 {
+            let classes = im.cls_prob.as_ref().map(|p| p.len() / im.num_boxes());
+            return Ok((im.feature_size(), classes));
+        }
+    }
+    bail!("{}: no boxes in any image", path.display())
+}
+
+/// Distinct strings in sorted order (answer vocabularies, region classes).
+pub fn sorted_unique(items: impl Iterator<Item = String>) -> Vec<String> {
+    let mut all: Vec<String> = items.collect();
+    all.sort();
+    all.dedup();
+    all
+}
+
+/// Class targets of an image's boxes in the region file's order, `boxes` x `classes` row-major:
+/// the file's class scores when it has them, else the annotation's labels one-hot (indices in
+/// `labels`).
+pub fn box_targets(
+    a: &Annotation,
+    im: &ImageRegions,
+    labels: &[String],
+    classes: usize,
+    data: &Path,
+    regions: &Path,
+) -> Result<Vec<f32>> {
+    let id = &im.image_id;
+    if let Some(probs) = &im.cls_prob {
+        if probs.len() != im.num_boxes() * classes {
+            bail!(
+                "{}: image `{id}` has {} class scores per box but the model predicts {classes} \
+                 region classes",
+                regions.display(),
+                probs.len() / im.num_boxes().max(1)
+            );
+        }
+        return Ok(probs.clone());
+    }
+    if a.labels.len() != im.num_boxes() {
+        bail!(
+            "{}: image `{id}` has {} boxes but its annotation {} labels; without class scores \
+             in the region file the labels are the targets (make the regions with --boxes from \
+             this corpus)",
+            regions.display(),
+            im.num_boxes(),
+            a.labels.len()
+        );
+    }
+    let mut t = vec![0f32; im.num_boxes() * classes];
+    for (k, label) in a.labels.iter().enumerate() {
+        let Some(class) = labels.iter().position(|l| l == label) else {
+            bail!(
+                "{}: image `{id}`: label `{label}` is not among the training labels",
+                data.display()
+            );
+        };
+        if class >= classes {
+            bail!(
+                "{} labels but the model predicts {classes} region classes",
+                labels.len()
+            );
+        }
+        t[k * classes + class] = 1.0;
+    }
+    Ok(t)
+}
+
+/// The text side of a network trained from scratch.
+pub fn bert_preset(name: &str, vocab: usize) -> Result<tessera::text::config::BertConfig> {
+    use tessera::text::config::BertConfig;
+    let mut bert = match name {
+        "tiny" => BertConfig::tiny(vocab),
+        "small" => BertConfig {
+            hidden_size: 256,
+            num_hidden_layers: 4,
+            num_attention_heads: 4,
+            intermediate_size: 1024,
+            max_position_embeddings: 128,
+            ..BertConfig::default()
+        },
+        "base" => BertConfig::default(),
+        other => bail!("unknown --preset `{other}` (tiny, small, base)"),
+    };
+    bert.vocab_size = vocab;
+    Ok(bert)
+}
+
+/// A fine-tuning command's settings: its `--config` file with the flags applied, checked.
+pub fn finetune_config(run: &super::TrainFlags) -> Result<FinetuneConfig> {
+    let mut tc: FinetuneConfig = super::config_or_default(run.config.as_deref())?;
+    set_if_some!(tc.seed, run.seed);
+    set_if_some!(tc.epochs, run.epochs);
+    set_if_some!(tc.lr, run.lr);
+    set_if_some!(tc.batch_size, run.batch_size);
+    tc.selection = run.selection(tc.selection.take())?;
+    tc.validate()?;
+    Ok(tc)
+}
+
+/// The epochs of a training run as JSON objects (epoch, loss, the metrics).
+pub fn records_json(out: &TrainOutcome) -> Vec<serde_json::Value> {
+    out.records
+        .iter()
+        .map(|r| {
+            let mut m = serde_json::Map::new();
+            m.insert("epoch".into(), r.epoch.into());
+            m.insert("loss".into(), r.loss.into());
+            for (k, v) in &r.metrics {
+                m.insert(k.clone(), (*v).into());
+            }
+            serde_json::Value::Object(m)
+        })
+        .collect()
+}
+
+/// The image of a region file a single-image command works on: `--image-id`, or its only one.
+pub fn pick_image<'a>(
+    images: &'a [ImageRegions],
+    id: Option<&str>,
+    path: &Path,
+) -> Result<&'a ImageRegions> {
+    match id {
+        Some(id) => images
+            .iter()
+            .find(|im| im.image_id == id)
+            .ok_or_else(|| anyhow::anyhow!("{}: no image `{id}`", path.display())),
+        None => match images {
+            [one] => Ok(one),
+            [] => bail!("{}: no images", path.display()),
+            _ => bail!(
+                "{} holds {} images: choose one with --image-id",
+                path.display(),
+                images.len()
+            ),
+        },
+    }
+}
+
+/// The best `k` of scores, with their names.
+pub fn top_k(scores: &[f32], k: usize, names: &dyn Fn(usize) -> String) -> Vec<(String, f32)> {
+    let mut idx: Vec<usize> = (0..scores.len()).collect();
+    idx.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]));
+    idx.into_iter()
+        .take(k)
+        .map(|i| (names(i), scores[i]))
+        .collect()
+}

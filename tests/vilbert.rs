@@ -1,0 +1,174 @@
+//! ViLBERT against the official code: tests/fixtures/vilbert was made by
+//! scripts/make_vilbert_fixtures.py running github facebookresearch/vilbert-multi-task's
+//! `BertForMultiModalPreTraining` (with its data side's `random_word`, `random_region` and
+//! global-feature recomputation) on small random weights, real text and random regions; the
+//! model directory came from scripts/convert_vilbert.py.
+
+mod common;
+
+use burn::tensor::Device;
+use common::{assert_success, max_diff};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tessera::core::checkpoint::load_safetensors;
+use tessera::regions::files::read;
+use tessera::vilbert::data::{batch, mask_regions, prepare_image, ImageInput};
+use tessera::vilbert::load_model_dir;
+use tessera::vilbert::train::{losses_of_batch, Targets};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vilbert")
+}
+
+fn tensors(path: &Path) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    let (t, _) = load_safetensors(path).unwrap();
+    t.into_iter()
+        .map(|(k, v)| {
+            let shape = v.shape().to_vec();
+            (k, (shape, v.convert::<f32>().try_to_vec::<f32>().unwrap()))
+        })
+        .collect()
+}
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+const OUTPUTS: [&str; 7] = [
+    "sequence_output_t",
+    "sequence_output_v",
+    "pooled_output_t",
+    "pooled_output_v",
+    "prediction_scores_t",
+    "prediction_scores_v",
+    "seq_relationship_score",
+];
+
+#[test]
+fn features_match_the_official_network() {
+    let d = fixture();
+    let out = tempfile::tempdir().unwrap();
+    let o = out.path().join("features.safetensors");
+    let run = tessera(&[
+        "vilbert",
+        "features",
+        "--model",
+        d.join("model").to_str().unwrap(),
+        "--text",
+        d.join("sentences.txt").to_str().unwrap(),
+        "--regions",
+        d.join("regions.tsv").to_str().unwrap(),
+        "--output",
+        o.to_str().unwrap(),
+        "--batch-size",
+        "2",
+    ]);
+    assert_success(&run);
+    let ours = tensors(&o);
+    let reference = tensors(&d.join("reference.safetensors"));
+    for name in OUTPUTS {
+        let (s1, a) = &ours[name];
+        let (s2, b) = &reference[name];
+        assert_eq!(s1, s2, "{name} shape");
+        let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let diff = max_diff(a, b);
+        assert!(
+            diff < 1e-5 * scale.max(1.0),
+            "{name}: max difference {diff} (values up to {scale})"
+        );
+        // The output is not trivially small: the comparison can fail.
+        assert!(scale > 0.5, "{name} is all small");
+    }
+}
+
+#[test]
+fn pretraining_losses_on_a_fixed_masking_match_the_official_code() {
+    let d = fixture();
+    let device = Device::flex();
+    let m = load_model_dir(&d.join("model"), &device).unwrap();
+    let set = read(&d.join("regions.tsv")).unwrap();
+    let images: Vec<ImageInput> = set
+        .images
+        .iter()
+        .map(|im| prepare_image(im, &m.config).unwrap())
+        .collect();
+    let masking: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(d.join("masking.json")).unwrap()).unwrap();
+    let bools = |v: &serde_json::Value| -> Vec<bool> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_bool().unwrap())
+            .collect()
+    };
+    let ids: Vec<Vec<u32>> = masking
+        .iter()
+        .map(|p| {
+            p["input"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect();
+    let masked: Vec<ImageInput> = masking
+        .iter()
+        .zip(&images)
+        .map(|(p, im)| mask_regions(im, &bools(&p["picked"]), &bools(&p["zeroed"])))
+        .collect();
+    let pairs: Vec<(&[u32], &ImageInput)> = ids
+        .iter()
+        .zip(&masked)
+        .map(|(i, im)| (i.as_slice(), im))
+        .collect();
+    let b = batch(&pairs);
+    let mut targets = Targets {
+        words: vec![],
+        regions: vec![],
+        region_targets: vec![],
+        aligned: vec![],
+    };
+    for (i, p) in masking.iter().enumerate() {
+        for w in p["mlm"].as_array().unwrap() {
+            let (pos, word) = (
+                w[0].as_u64().unwrap() as usize,
+                w[1].as_u64().unwrap() as u32,
+            );
+            targets.words.push((i * b.text_len + pos, word));
+        }
+        let probs = images[i].cls_prob.as_ref().unwrap();
+        let c = m.config.v_target_size;
+        for (k, picked) in bools(&p["picked"]).into_iter().enumerate() {
+            if picked {
+                targets.regions.push(i * b.regions + k + 1);
+                targets
+                    .region_targets
+                    .extend_from_slice(&probs[k * c..(k + 1) * c]);
+            }
+        }
+        targets.aligned.push(p["aligned"].as_bool().unwrap());
+    }
+    assert!(!targets.words.is_empty() && !targets.regions.is_empty());
+    assert!(targets.aligned.contains(&false));
+    let l = losses_of_batch(&m.model, &b, &targets, false, &device);
+    let reference = &tensors(&d.join("reference.safetensors"))["losses"].1;
+    for (name, ours, theirs) in [
+        ("masked LM", l.mlm.unwrap(), reference[0]),
+        ("masked regions", l.region.unwrap(), reference[1]),
+        ("alignment", l.alignment.unwrap(), reference[2]),
+    ] {
+        let ours = ours.into_scalar::<f32>();
+        assert!(
+            (ours - theirs).abs() < 1e-5,
+            "{name} loss {ours} vs the official {theirs}"
+        );
+    }
+}
