@@ -426,6 +426,23 @@ impl Fixtures {
             "--output",
             &f.p("vl.safetensors"),
         ]);
+        // ViLBERT: the parity fixture's model, the same with NaN weights, with an unsupported
+        // fusion, with co-attention ids of different lengths; a region file whose image has no
+        // boxes.
+        let vil = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vilbert/model");
+        copy_dir(&vil, &d.join("vil_nan"));
+        poison(&d.join("vil_nan/model.safetensors"));
+        for (name, from, to) in [
+            ("vil_fusion", "\"pooling_method\": \"mul\"", "\"fusion_method\": \"max\""),
+            ("vil_ids", "\"t_biattention_id\": [\n    1,\n    2\n  ]", "\"t_biattention_id\": [2]"),
+        ] {
+            copy_dir(&vil, &d.join(name));
+            let c = std::fs::read_to_string(d.join(name).join("config.json")).unwrap();
+            assert!(c.contains(from), "{name}: the fixture config changed");
+            std::fs::write(d.join(name).join("config.json"), c.replace(from, to)).unwrap();
+        }
+        write(d, "vil_empty.tsv", "img0\t8\t8\t0\t\t\t\n");
+        write(d, "vil_hard2.toml", "hard_negative_prob = 2.0\n");
         write(d, "vl_mlm2.toml", "mlm_prob = 2.0\n");
         write(d, "vl_one.txt", "a dog\n");
         f
@@ -506,6 +523,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         .join("tests/fixtures/vlbert/regions.tsv")
         .to_string_lossy()
         .into_owned();
+    let vil = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vilbert");
+    let vil_model = vil.join("model").to_string_lossy().into_owned();
+    let vil_regions = vil.join("regions.tsv").to_string_lossy().into_owned();
+    let vil_text = vil.join("sentences.txt").to_string_lossy().into_owned();
     let tiny_det = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/darknet-tiny")
         .to_string_lossy()
@@ -648,6 +669,25 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vlbert predict on an image the file lacks", &["vlbert", "predict", "--model", &vl_model, "--regions", &vl_regions, "--image-id", "nope", "--text", "a [MASK]"], &["regions.tsv", "nope"]),
         case("vlbert predict without --image-id on a file of 3 images", &["vlbert", "predict", "--model", &vl_model, "--regions", &vl_regions, "--text", "a [MASK]"], &["--image-id"]),
         case("vlbert predict a sentence without [MASK]", &["vlbert", "predict", "--model", &vl_model, "--regions", &vl_regions, "--image-id", "img0", "--text", "a dog"], &["[MASK]"]),
+        // ViLBERT.
+        case("vilbert model directory missing", &["vilbert", "features", "--model", &p("nope"), "--text", &vil_text, "--regions", &vil_regions, "--output", &out], &["nope"]),
+        case("vilbert weights holding NaN", &["vilbert", "features", "--model", &p("vil_nan"), "--text", &vil_text, "--regions", &vil_regions, "--output", &out], &["model.safetensors", "non-finite"]),
+        case("vilbert fusion_method max", &["vilbert", "features", "--model", &p("vil_fusion"), "--text", &vil_text, "--regions", &vil_regions, "--output", &out], &["config.json", "fusion_method"]),
+        case("vilbert co-attention ids of different lengths", &["vilbert", "features", "--model", &p("vil_ids"), "--text", &vil_text, "--regions", &vil_regions, "--output", &out], &["config.json", "t_biattention_id"]),
+        case("vilbert feature size of another model", &["vilbert", "features", "--model", &vil_model, "--text", &p("vl_one.txt"), "--regions", &p("vl.safetensors"), "--output", &out], &["vl.safetensors", "v_feature_size"]),
+        case("vilbert an image without regions", &["vilbert", "features", "--model", &vil_model, "--text", &p("vl_one.txt"), "--regions", &p("vil_empty.tsv"), "--output", &out], &["vil_empty.tsv", "no regions"]),
+        case("vilbert fewer images than sentences", &["vilbert", "features", "--model", &vil_model, "--text", &p("vl_one.txt"), "--regions", &vil_regions, "--output", &out], &["line i goes with image i"]),
+        case("vilbert batch size 0", &["vilbert", "features", "--model", &vil_model, "--text", &vil_text, "--regions", &vil_regions, "--output", &out, "--batch-size", "0"], &["--batch-size"]),
+        case("vilbert pretrain with hard_negative_prob 2", &["vilbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--config", &p("vil_hard2.toml"), "--run-dir", &p("vil_run")], &["hard_negative_prob"]),
+        case("vilbert pretrain on a caption longer than the positions", &["vilbert", "pretrain", "--data", &p("vl_long"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vil_run")], &["vl_long", "positions"]),
+        case("vilbert pretrain on a region file missing", &["vilbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("nope.tsv"), "--vocab", &vocab, "--run-dir", &p("vil_run")], &["nope.tsv"]),
+        case("vilbert vqa on a corpus without questions", &["vilbert", "vqa", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vil_run")], &["no questions"]),
+        case("vilbert retrieve over one image", &["vilbert", "retrieve", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vil_run")], &["two images"]),
+        case("vilbert retrieve --blind", &["vilbert", "retrieve", "--blind", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vil_run")], &["--blind"]),
+        case("vilbert eval of a model directory missing", &["vilbert", "eval", "--model", &p("nope"), "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors")], &["nope"]),
+        case("vilbert predict on an image the file lacks", &["vilbert", "predict", "--model", &vil_model, "--regions", &vil_regions, "--image-id", "nope", "--text", "a dog"], &["regions.tsv", "nope"]),
+        case("vilbert predict without --image-id on a file of 3 images", &["vilbert", "predict", "--model", &vil_model, "--regions", &vil_regions, "--text", "a dog"], &["--image-id"]),
+        case("vilbert bench with 1 region", &["vilbert", "bench", "--regions", "1"], &["--regions"]),
         case("regions pixels:0", &["regions", "--backbone", "pixels:0", "--boxes", &p("vl_corpus"), "--output", &p("r.safetensors")], &["pixels:0"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),

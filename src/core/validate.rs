@@ -55,6 +55,14 @@ pub fn proportion(key: &str, v: f64) -> Result<()> {
     Ok(())
 }
 
+/// A probability in `[0, 1]` (shares of negatives, where 0 turns a behaviour off).
+pub fn probability(key: &str, v: f64) -> Result<()> {
+    if !(0.0..=1.0).contains(&v) {
+        bail!("{key} must be at least 0 and at most 1, got {v}");
+    }
+    Ok(())
+}
+
 /// A proportion in `(0, 1)` (held-out fractions).
 pub fn open_fraction(key: &str, v: f64) -> Result<()> {
     if !(v > 0.0 && v < 1.0) {

@@ -103,11 +103,11 @@ impl PretrainConfig {
             ("mlm_prob", self.mlm_prob),
             ("region_prob", self.region_prob),
             ("region_zero_prob", self.region_zero_prob),
-            ("negative_prob", self.negative_prob),
-            ("hard_negative_prob", self.hard_negative_prob),
         ] {
             proportion(k, p)?;
         }
+        probability("negative_prob", self.negative_prob)?;
+        probability("hard_negative_prob", self.hard_negative_prob)?;
         match &self.selection {
             Some(s) => s.validate(),
             None => Ok(()),
