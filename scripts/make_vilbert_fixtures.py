@@ -23,7 +23,6 @@ regions, alignment).
                                                                 transformers, safetensors)
 """
 import base64
-import importlib.util
 import json
 import os
 import random
@@ -40,32 +39,13 @@ if len(sys.argv) != 2:
 official = os.path.abspath(sys.argv[1])
 here = os.path.dirname(os.path.abspath(__file__))
 root = os.path.join(here, "..", "tests", "fixtures", "vilbert")
-sys.path.insert(0, official)
 sys.path.insert(0, here)
-
-from transformers import BertTokenizer  # noqa: E402  (before the stubs below)
-
-# The official package imports download, logging and data-pipeline helpers at import time; none
-# is used here. `torch._six` is gone from current PyTorch. Modules that are installed are used.
-for m in ["boto3", "botocore", "botocore.exceptions", "requests", "tqdm", "tensorboardX",
-          "torch._six", "lmdb", "tensorpack", "tensorpack.dataflow", "msgpack", "msgpack_numpy"]:
-    if m not in sys.modules:
-        sys.modules[m] = types.ModuleType(m)
-for m, attr, value in [("botocore.exceptions", "ClientError", Exception), ("tqdm", "tqdm", None),
-                       ("tensorboardX", "SummaryWriter", None)]:
-    if not hasattr(sys.modules[m], attr):
-        setattr(sys.modules[m], attr, value)
-sys.modules["botocore"].exceptions = sys.modules["botocore.exceptions"]
-sys.modules["torch._six"].inf = float("inf")
-sys.modules["tensorpack"].dataflow = sys.modules["tensorpack.dataflow"]
-sys.modules["msgpack_numpy"].patch = lambda: None
-
-from vilbert.vilbert import BertConfig, BertForMultiModalPreTraining  # noqa: E402
+from transformers import BertTokenizer  # noqa: E402  (before the official code's stubs)
 from convert_vilbert import convert  # noqa: E402
-spec = importlib.util.spec_from_file_location(
-    "concept_cap_dataset", os.path.join(official, "vilbert", "datasets", "concept_cap_dataset.py"))
-ccd = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(ccd)
+from official_vilbert import load  # noqa: E402
+
+network, ccd = load(official)
+BertConfig, BertForMultiModalPreTraining = network.BertConfig, network.BertForMultiModalPreTraining
 
 torch.manual_seed(0)
 rng = np.random.default_rng(0)

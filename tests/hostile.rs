@@ -433,8 +433,16 @@ impl Fixtures {
         copy_dir(&vil, &d.join("vil_nan"));
         poison(&d.join("vil_nan/model.safetensors"));
         for (name, from, to) in [
-            ("vil_fusion", "\"pooling_method\": \"mul\"", "\"fusion_method\": \"max\""),
-            ("vil_ids", "\"t_biattention_id\": [\n    1,\n    2\n  ]", "\"t_biattention_id\": [2]"),
+            (
+                "vil_fusion",
+                "\"pooling_method\": \"mul\"",
+                "\"fusion_method\": \"max\"",
+            ),
+            (
+                "vil_ids",
+                "\"t_biattention_id\": [\n    1,\n    2\n  ]",
+                "\"t_biattention_id\": [2]",
+            ),
         ] {
             copy_dir(&vil, &d.join(name));
             let c = std::fs::read_to_string(d.join(name).join("config.json")).unwrap();
