@@ -287,3 +287,37 @@ fn pretraining_on_generated_scenes_learns_words_and_regions_and_eval_reports_ali
     assert!(f(&m, "zero_shot_recall_at_1") <= f(&m, "zero_shot_recall_at_10"));
     assert_eq!(m["pairs"], m["hard_negatives"]);
 }
+
+#[test]
+fn the_text_stream_starts_from_a_hugging_face_bert() {
+    use tessera::text::config::BertConfig;
+    use tessera::vilbert::config::VilBertConfig;
+    use tessera::vilbert::model::{from_bert, official_renames};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm");
+    let bert = BertConfig::from_json_file(&dir.join("config.json")).unwrap();
+    let cfg = VilBertConfig::from_bert(&bert, 20, 7);
+    cfg.validate().unwrap();
+    let model = from_bert(&cfg, &dir, &Device::flex()).unwrap();
+    let ours: BTreeMap<String, Vec<f32>> =
+        tessera::core::checkpoint::named_tensors(&model, &official_renames())
+            .into_iter()
+            .map(|(k, v)| (k, v.convert::<f32>().try_to_vec::<f32>().unwrap()))
+            .collect();
+    let theirs = tensors(&dir.join("model.safetensors"));
+    let mut compared = 0;
+    for (k, (_, v)) in &theirs {
+        let k = k.strip_prefix("bert.").unwrap_or(k);
+        if k.starts_with("embeddings.") || k.starts_with("encoder.layer.") {
+            if k.ends_with("position_ids") {
+                continue;
+            }
+            let mine = &ours[&format!("bert.{k}")];
+            assert_eq!(mine, v, "{k}");
+            compared += 1;
+        }
+    }
+    // Word, position and segment embeddings, their LayerNorm, 16 tensors per layer.
+    assert_eq!(compared, 5 + 16 * bert.num_hidden_layers);
+    // The image stream and co-attention are new: the official initialisation.
+    assert!(ours.contains_key("bert.encoder.c_layer.0.biOutput.q_dense1.weight"));
+}

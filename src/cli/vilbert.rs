@@ -43,7 +43,8 @@ pub enum Command {
     /// Measure a model on an annotated corpus and its region file: masked-word, masked-region
     /// and alignment accuracy (random negatives, masks from --seed); alignment against the
     /// corpus's hard negatives; zero-shot image retrieval R@1/5/10 from the alignment head over
-    /// --gallery images (each image's first caption as the query).
+    /// --gallery images (each image's first caption as the query), and with the retrieval head
+    /// when the model has one (a `vilbert retrieve` run).
     Eval(EvalArgs),
     /// Fine-tune for visual question answering on an annotated corpus's questions (`qa`):
     /// `[CLS] question [SEP]` with the image, the answer from the fused pooled output
@@ -697,6 +698,19 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         pb.finish_and_clear();
         gallery_size = n;
         metrics.extend(r.into_iter().map(|(k, v)| (format!("zero_shot_{k}"), v)));
+        if m.model.vil_logit.is_some() {
+            let pb = progress::bar(rc.captions.len() as u64, "retrieval", a.common.json);
+            let r = retrieval_recalls(
+                &m.model,
+                &rc,
+                Scorer::Retrieval,
+                a.batch_size.max(n.min(256)),
+                &device,
+                &|done| pb.set_position(done as u64),
+            )?;
+            pb.finish_and_clear();
+            metrics.extend(r.into_iter().map(|(k, v)| (format!("retrieval_{k}"), v)));
+        }
     }
     if a.common.json {
         let map: serde_json::Map<String, serde_json::Value> = metrics
