@@ -84,6 +84,63 @@ pub trait Task: Sync {
     fn save_model(&self, model: &Self::Model, run: &RunDir, epoch: usize) -> Result<()>;
 }
 
+/// A task over examples `0..examples` in shuffled batches, given as functions: the fine-tuning
+/// tasks (VQA, grounding, retrieval) differ only in their loss, metrics and saving.
+pub struct IndexedTask<M, L, E, S> {
+    pub examples: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    /// The purpose number of the shuffling stream ([`super::rng::rng_for`]).
+    pub shuffle_stream: u64,
+    /// The mean loss of a micro-batch's examples.
+    pub loss: L,
+    pub evaluate: E,
+    pub save: S,
+    pub model: std::marker::PhantomData<fn() -> M>,
+}
+
+impl<M, L, E, S> Task for IndexedTask<M, L, E, S>
+where
+    M: Module + Sync,
+    L: Fn(&M, &[usize], MicroStep) -> Tensor<1> + Sync,
+    E: Fn(&M) -> Result<Vec<(String, f64)>> + Sync,
+    S: Fn(&M, &RunDir) -> Result<()> + Sync,
+{
+    type Model = M;
+    type Item = usize;
+    type Batch = Vec<usize>;
+
+    fn batches(&self, epoch: usize) -> Vec<Vec<usize>> {
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..self.examples).collect();
+        order.shuffle(&mut super::rng::rng_for(
+            self.seed,
+            self.shuffle_stream,
+            epoch as u64,
+        ));
+        order
+            .chunks(self.batch_size.max(1))
+            .map(<[usize]>::to_vec)
+            .collect()
+    }
+
+    fn items<'a>(&self, batch: &'a Vec<usize>) -> &'a [usize] {
+        batch
+    }
+
+    fn loss(&self, model: &M, batch: &Vec<usize>, micro: &[usize], at: MicroStep) -> Tensor<1> {
+        (self.loss)(model, micro, at).mul_scalar(micro.len() as f64 / batch.len() as f64)
+    }
+
+    fn evaluate(&self, model: &M) -> Result<Vec<(String, f64)>> {
+        (self.evaluate)(model)
+    }
+
+    fn save_model(&self, model: &M, run: &RunDir, _epoch: usize) -> Result<()> {
+        (self.save)(model, run)
+    }
+}
+
 /// Where a micro-batch stands: for random streams of the task's own (augmentation, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicroStep {

@@ -89,6 +89,36 @@ fn lowercase_setting(dir: &Path) -> bool {
 
 impl TextTokenizer {
     /// From a model directory: `tokenizer.json` if present, else `vocab.txt`.
+    /// The tokenizer of a model directory whose config says `vocab_size`: a vocabulary of
+    /// another size is an error naming the directory.
+    pub fn for_model(dir: &Path, max_len: usize, vocab_size: usize) -> Result<Self> {
+        let tok = Self::from_dir(dir, max_len)?;
+        if tok.vocab_size() != vocab_size {
+            anyhow::bail!(
+                "{}: the vocabulary has {} tokens but config.json says vocab_size {vocab_size}",
+                dir.display(),
+                tok.vocab_size()
+            );
+        }
+        Ok(tok)
+    }
+
+    /// Write a model directory: `model.safetensors` (PyTorch-style metadata), `config.json`,
+    /// and this tokenizer's files; each file atomically.
+    pub fn save_model_dir(
+        &self,
+        dir: &Path,
+        tensors: &[(String, burn::tensor::TensorData)],
+        config_json: &str,
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let mut meta = std::collections::HashMap::new();
+        meta.insert("format".to_string(), "pt".to_string());
+        crate::core::checkpoint::save_safetensors(&dir.join("model.safetensors"), tensors, meta)?;
+        crate::core::run::write_atomic(&dir.join("config.json"), config_json.as_bytes())?;
+        self.save(dir)
+    }
+
     pub fn from_dir(dir: &Path, max_len: usize) -> Result<Self> {
         let json = dir.join("tokenizer.json");
         let vocab = dir.join("vocab.txt");

@@ -26,7 +26,9 @@ use crate::core::losses::{kl_divergence, multi_label_bce};
 use crate::core::masking::{ClozeMasker, MaskStyle};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, FinetuneConfig, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{
+    self, FinetuneConfig, IndexedTask, LoopSettings, MicroStep, Selection, Task,
+};
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{ensure, Result};
 use burn::tensor::activation::softmax;
@@ -34,6 +36,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 
 const STREAM_MASK: u64 = 41;
 const STREAM_SHUFFLE: u64 = 42;
@@ -737,67 +740,6 @@ pub fn vqa_accuracy(
     Ok(hits as f64 / qs.len().max(1) as f64)
 }
 
-pub struct IndexBatch {
-    items: Vec<usize>,
-}
-
-fn index_batches(n: usize, batch_size: usize, seed: u64, epoch: usize) -> Vec<IndexBatch> {
-    let mut order: Vec<usize> = (0..n).collect();
-    order.shuffle(&mut rng_for(seed, STREAM_SHUFFLE, epoch as u64));
-    order
-        .chunks(batch_size)
-        .map(|c| IndexBatch { items: c.to_vec() })
-        .collect()
-}
-
-struct VqaTask<'a> {
-    cfg: &'a VilBertConfig,
-    train_cfg: &'a FinetuneConfig,
-    tok: &'a TextTokenizer,
-    answers: &'a [String],
-    train: &'a QaCorpus,
-    valid: &'a QaCorpus,
-    device: &'a Device,
-    ad: Device,
-}
-
-impl Task for VqaTask<'_> {
-    type Model = VilBert;
-    type Item = usize;
-    type Batch = IndexBatch;
-
-    fn batches(&self, epoch: usize) -> Vec<IndexBatch> {
-        let c = self.train_cfg;
-        index_batches(self.train.questions.len(), c.batch_size, c.seed, epoch)
-    }
-
-    fn items<'b>(&self, batch: &'b IndexBatch) -> &'b [usize] {
-        &batch.items
-    }
-
-    fn loss(&self, model: &VilBert, batch: &IndexBatch, part: &[usize], _: MicroStep) -> Tensor<1> {
-        let qs: Vec<&Question> = part.iter().map(|&i| &self.train.questions[i]).collect();
-        let logits = vqa_logits(model, self.train, &qs, self.train_cfg.blind, &self.ad)
-            .expect("the VQA model has its head");
-        let answers: Vec<Option<usize>> = qs.iter().map(|q| q.answer).collect();
-        multi_label_bce(logits, &answers).mul_scalar(part.len() as f64 / batch.items.len() as f64)
-    }
-
-    fn evaluate(&self, model: &VilBert) -> Result<Vec<(String, f64)>> {
-        if self.valid.questions.is_empty() {
-            return Ok(vec![]);
-        }
-        let c = self.train_cfg;
-        let acc = vqa_accuracy(model, self.valid, c.blind, c.batch_size, self.device)?;
-        Ok(vec![("valid_accuracy".into(), acc)])
-    }
-
-    fn save_model(&self, model: &VilBert, run: &RunDir, _epoch: usize) -> Result<()> {
-        super::save_model_dir(model, self.cfg, self.tok, &run.path)?;
-        run.write_atomic("answers.txt", (self.answers.join("\n") + "\n").as_bytes())
-    }
-}
-
 /// Fine-tune `model` (with its VQA head) on `train`, measuring answer accuracy on `valid`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_vqa(
@@ -825,15 +767,31 @@ pub fn train_vqa(
         (c.weight_decay, c.clip_grad_norm),
         c.selection.clone(),
     )?;
-    let task = VqaTask {
-        cfg,
-        train_cfg,
-        tok,
-        answers,
-        train,
-        valid,
-        device,
-        ad: device.clone().autodiff(),
+    let ad = device.clone().autodiff();
+    let task = IndexedTask {
+        examples: train.questions.len(),
+        batch_size: c.batch_size,
+        seed: c.seed,
+        shuffle_stream: STREAM_SHUFFLE,
+        loss: |model: &VilBert, part: &[usize], _: MicroStep| {
+            let qs: Vec<&Question> = part.iter().map(|&i| &train.questions[i]).collect();
+            let logits =
+                vqa_logits(model, train, &qs, c.blind, &ad).expect("the VQA model has its head");
+            let answers: Vec<Option<usize>> = qs.iter().map(|q| q.answer).collect();
+            multi_label_bce(logits, &answers)
+        },
+        evaluate: |model: &VilBert| {
+            if valid.questions.is_empty() {
+                return Ok(vec![]);
+            }
+            let acc = vqa_accuracy(model, valid, c.blind, c.batch_size, device)?;
+            Ok(vec![("valid_accuracy".to_string(), acc)])
+        },
+        save: |model: &VilBert, run: &RunDir| {
+            super::save_model_dir(model, cfg, tok, &run.path)?;
+            run.write_atomic("answers.txt", (answers.join("\n") + "\n").as_bytes())
+        },
+        model: PhantomData,
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }
@@ -875,16 +833,6 @@ fn options<R: Rng>(
     [(index, own), (index, i2), (other_caption, own), (index, i4)]
 }
 
-struct RetrievalTask<'a> {
-    cfg: &'a VilBertConfig,
-    train_cfg: &'a FinetuneConfig,
-    tok: &'a TextTokenizer,
-    train: &'a RetrievalCorpus,
-    valid: &'a RetrievalCorpus,
-    device: &'a Device,
-    ad: Device,
-}
-
 /// Recall@1/5/10 of a corpus's captions against all its images.
 pub fn retrieval_recalls(
     model: &VilBert,
@@ -908,72 +856,6 @@ pub fn retrieval_recalls(
         ("recall_at_5".into(), recall_at(&ranks, 5)),
         ("recall_at_10".into(), recall_at(&ranks, 10)),
     ])
-}
-
-impl Task for RetrievalTask<'_> {
-    type Model = VilBert;
-    type Item = (usize, [(usize, usize); 4]);
-    type Batch = Vec<(usize, [(usize, usize); 4])>;
-
-    fn batches(&self, epoch: usize) -> Vec<Self::Batch> {
-        let c = self.train_cfg;
-        let mut rng = rng_for(c.seed, STREAM_MASK, epoch as u64);
-        index_batches(self.train.captions.len(), c.batch_size, c.seed, epoch)
-            .into_iter()
-            .map(|b| {
-                b.items
-                    .iter()
-                    .map(|&i| (i, options(self.train, i, &mut rng)))
-                    .collect()
-            })
-            .collect()
-    }
-
-    fn items<'b>(&self, batch: &'b Self::Batch) -> &'b [Self::Item] {
-        batch
-    }
-
-    fn loss(
-        &self,
-        model: &VilBert,
-        whole: &Self::Batch,
-        part: &[Self::Item],
-        _: MicroStep,
-    ) -> Tensor<1> {
-        let pairs: Vec<(&[u32], &ImageInput)> = part
-            .iter()
-            .flat_map(|(_, opts)| opts.iter())
-            .map(|&(c, i)| (self.train.captions[c].0.as_slice(), &self.train.images[i]))
-            .collect();
-        let out = model.forward(&batch(&pairs), &self.ad);
-        let n = part.len();
-        let scores = model
-            .retrieval_logits(&out)
-            .expect("the retrieval model has its head")
-            .reshape([n, 4]);
-        cross_entropy(scores, &vec![0u32; n]).mul_scalar(n as f64 / whole.len() as f64)
-    }
-
-    fn evaluate(&self, model: &VilBert) -> Result<Vec<(String, f64)>> {
-        if self.valid.captions.is_empty() {
-            return Ok(vec![]);
-        }
-        Ok(retrieval_recalls(
-            model,
-            self.valid,
-            Scorer::Retrieval,
-            self.train_cfg.batch_size.max(64),
-            self.device,
-            &|_| {},
-        )?
-        .into_iter()
-        .map(|(k, v)| (format!("valid_{k}"), v))
-        .collect())
-    }
-
-    fn save_model(&self, model: &VilBert, run: &RunDir, _epoch: usize) -> Result<()> {
-        super::save_model_dir(model, self.cfg, self.tok, &run.path)
-    }
 }
 
 /// Fine-tune `model` (with its retrieval head) for caption-based image retrieval, measuring
@@ -1007,14 +889,49 @@ pub fn train_retrieval(
         (c.weight_decay, c.clip_grad_norm),
         c.selection.clone(),
     )?;
-    let task = RetrievalTask {
-        cfg,
-        train_cfg,
-        tok,
-        train,
-        valid,
-        device,
-        ad: device.clone().autodiff(),
+    let ad = device.clone().autodiff();
+    let task = IndexedTask {
+        examples: train.captions.len(),
+        batch_size: c.batch_size,
+        seed: c.seed,
+        shuffle_stream: STREAM_SHUFFLE,
+        loss: |model: &VilBert, part: &[usize], at: MicroStep| {
+            // A caption's options are a function of the seed, the epoch and the caption.
+            let pairs: Vec<(&[u32], &ImageInput)> = part
+                .iter()
+                .flat_map(|&i| {
+                    let mut rng =
+                        rng_for(c.seed, STREAM_MASK, ((at.epoch as u64) << 32) | i as u64);
+                    options(train, i, &mut rng)
+                })
+                .map(|(cap, im)| (train.captions[cap].0.as_slice(), &train.images[im]))
+                .collect();
+            let out = model.forward(&batch(&pairs), &ad);
+            let n = part.len();
+            let scores = model
+                .retrieval_logits(&out)
+                .expect("the retrieval model has its head")
+                .reshape([n, 4]);
+            cross_entropy(scores, &vec![0u32; n])
+        },
+        evaluate: |model: &VilBert| {
+            if valid.captions.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(retrieval_recalls(
+                model,
+                valid,
+                Scorer::Retrieval,
+                c.batch_size.max(64),
+                device,
+                &|_| {},
+            )?
+            .into_iter()
+            .map(|(k, v)| (format!("valid_{k}"), v))
+            .collect())
+        },
+        save: |model: &VilBert, run: &RunDir| super::save_model_dir(model, cfg, tok, &run.path),
+        model: PhantomData,
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }

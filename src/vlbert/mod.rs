@@ -12,13 +12,11 @@ pub mod eval;
 pub mod model;
 pub mod train;
 
-use crate::core::checkpoint::save_safetensors;
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{bail, Result};
 use burn::tensor::Device;
 use config::VlBertConfig;
 use model::{load_official, VlBert};
-use std::collections::HashMap;
 use std::path::Path;
 
 /// A loaded model directory.
@@ -34,15 +32,7 @@ pub fn load_model_dir(dir: &Path, device: &Device) -> Result<VlBertModel> {
         bail!("{}: no such model directory", dir.display());
     }
     let config = VlBertConfig::from_json_file(&dir.join("config.json"))?;
-    let tokenizer = TextTokenizer::from_dir(dir, config.max_text_len())?;
-    if tokenizer.vocab_size() != config.vocab_size {
-        bail!(
-            "{}: the vocabulary has {} tokens but config.json says vocab_size {}",
-            dir.display(),
-            tokenizer.vocab_size(),
-            config.vocab_size
-        );
-    }
+    let tokenizer = TextTokenizer::for_model(dir, config.max_text_len(), config.vocab_size)?;
     let model = load_official(&config, &dir.join("model.safetensors"), device)?;
     Ok(VlBertModel {
         model,
@@ -59,17 +49,9 @@ pub fn save_model_dir(
     tok: &TextTokenizer,
     dir: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let mut meta = HashMap::new();
-    meta.insert("format".to_string(), "pt".to_string());
-    save_safetensors(
-        &dir.join("model.safetensors"),
+    tok.save_model_dir(
+        dir,
         &model.official_tensors(),
-        meta,
-    )?;
-    crate::core::run::write_atomic(
-        &dir.join("config.json"),
-        serde_json::to_string_pretty(cfg)?.as_bytes(),
-    )?;
-    tok.save(dir)
+        &serde_json::to_string_pretty(cfg)?,
+    )
 }

@@ -19,13 +19,14 @@ use crate::core::losses::soft_cross_entropy;
 use crate::core::masking::{ClozeMasker, MaskStyle};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{self, IndexedTask, LoopSettings, MicroStep, Selection, Task};
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
+use std::marker::PhantomData;
 
 const STREAM_MASK: u64 = 31;
 const STREAM_SHUFFLE: u64 = 32;
@@ -593,80 +594,6 @@ pub fn vqa_accuracy(
     Ok(hits as f64 / qs.len().max(1) as f64)
 }
 
-pub struct VqaBatch {
-    items: Vec<usize>,
-}
-
-struct VqaTask<'a> {
-    cfg: &'a VlBertConfig,
-    train_cfg: &'a VqaConfig,
-    tok: &'a TextTokenizer,
-    answers: &'a [String],
-    train: &'a QaCorpus,
-    valid: &'a QaCorpus,
-    device: &'a Device,
-    ad: Device,
-}
-
-impl Task for VqaTask<'_> {
-    type Model = VlBert;
-    type Item = usize;
-    type Batch = VqaBatch;
-
-    fn batches(&self, epoch: usize) -> Vec<VqaBatch> {
-        let mut order: Vec<usize> = (0..self.train.questions.len()).collect();
-        order.shuffle(&mut rng_for(
-            self.train_cfg.seed,
-            STREAM_SHUFFLE,
-            epoch as u64,
-        ));
-        order
-            .chunks(self.train_cfg.batch_size)
-            .map(|c| VqaBatch { items: c.to_vec() })
-            .collect()
-    }
-
-    fn items<'b>(&self, batch: &'b VqaBatch) -> &'b [usize] {
-        &batch.items
-    }
-
-    fn loss(&self, model: &VlBert, batch: &VqaBatch, part: &[usize], _: MicroStep) -> Tensor<1> {
-        let qs: Vec<&Question> = part.iter().map(|&i| &self.train.questions[i]).collect();
-        let logits = vqa_logits(
-            model,
-            self.cfg,
-            self.train,
-            &qs,
-            self.train_cfg.blind,
-            &self.ad,
-        )
-        .expect("the VQA model has its head");
-        let answers: Vec<Option<usize>> = qs.iter().map(|q| q.answer).collect();
-        crate::core::losses::multi_label_bce(logits, &answers)
-            .mul_scalar(part.len() as f64 / batch.items.len() as f64)
-    }
-
-    fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
-        if self.valid.questions.is_empty() {
-            return Ok(vec![]);
-        }
-        let acc = vqa_accuracy(
-            model,
-            self.cfg,
-            self.valid,
-            self.train_cfg.blind,
-            self.train_cfg.batch_size,
-            self.device,
-        )?;
-        Ok(vec![("valid_accuracy".into(), acc)])
-    }
-
-    fn save_model(&self, model: &VlBert, run: &RunDir, _epoch: usize) -> Result<()> {
-        super::save_model_dir(model, self.cfg, self.tok, &run.path)?;
-        run.write_atomic("answers.txt", (self.answers.join("\n") + "\n").as_bytes())
-    }
-}
-
 /// Fine-tune `model` (with its VQA head) on `train`, measuring answer accuracy on `valid`.
 #[allow(clippy::too_many_arguments)]
 pub fn train_vqa(
@@ -695,15 +622,32 @@ pub fn train_vqa(
         official_renames(),
         STREAM_DROPOUT,
     )?;
-    let task = VqaTask {
-        cfg,
-        train_cfg,
-        tok,
-        answers,
-        train,
-        valid,
-        device,
-        ad: device.clone().autodiff(),
+    let c = train_cfg;
+    let ad = device.clone().autodiff();
+    let task = IndexedTask {
+        examples: train.questions.len(),
+        batch_size: c.batch_size,
+        seed: c.seed,
+        shuffle_stream: STREAM_SHUFFLE,
+        loss: |model: &VlBert, part: &[usize], _: MicroStep| {
+            let qs: Vec<&Question> = part.iter().map(|&i| &train.questions[i]).collect();
+            let logits = vqa_logits(model, cfg, train, &qs, c.blind, &ad)
+                .expect("the VQA model has its head");
+            let answers: Vec<Option<usize>> = qs.iter().map(|q| q.answer).collect();
+            crate::core::losses::multi_label_bce(logits, &answers)
+        },
+        evaluate: |model: &VlBert| {
+            if valid.questions.is_empty() {
+                return Ok(vec![]);
+            }
+            let acc = vqa_accuracy(model, cfg, valid, c.blind, c.batch_size, device)?;
+            Ok(vec![("valid_accuracy".to_string(), acc)])
+        },
+        save: |model: &VlBert, run: &RunDir| {
+            super::save_model_dir(model, cfg, tok, &run.path)?;
+            run.write_atomic("answers.txt", (answers.join("\n") + "\n").as_bytes())
+        },
+        model: PhantomData,
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }
@@ -818,71 +762,6 @@ pub fn ground_accuracy(
     Ok((hits as f64 / n, random / n))
 }
 
-pub struct GroundBatch {
-    items: Vec<usize>,
-}
-
-struct GroundTask<'a> {
-    cfg: &'a VlBertConfig,
-    train_cfg: &'a VqaConfig,
-    tok: &'a TextTokenizer,
-    train: &'a GroundCorpus,
-    valid: &'a GroundCorpus,
-    device: &'a Device,
-    ad: Device,
-}
-
-impl Task for GroundTask<'_> {
-    type Model = VlBert;
-    type Item = usize;
-    type Batch = GroundBatch;
-
-    fn batches(&self, epoch: usize) -> Vec<GroundBatch> {
-        let mut order: Vec<usize> = (0..self.train.expressions.len()).collect();
-        order.shuffle(&mut rng_for(
-            self.train_cfg.seed,
-            STREAM_SHUFFLE,
-            epoch as u64,
-        ));
-        order
-            .chunks(self.train_cfg.batch_size)
-            .map(|c| GroundBatch { items: c.to_vec() })
-            .collect()
-    }
-
-    fn items<'b>(&self, batch: &'b GroundBatch) -> &'b [usize] {
-        &batch.items
-    }
-
-    fn loss(&self, model: &VlBert, batch: &GroundBatch, part: &[usize], _: MicroStep) -> Tensor<1> {
-        let exprs: Vec<&Expression> = part.iter().map(|&i| &self.train.expressions[i]).collect();
-        let logits = ground_logits(model, self.cfg, self.train, &exprs, &self.ad)
-            .expect("the grounding model has its head");
-        ground_loss(logits, &exprs).mul_scalar(part.len() as f64 / batch.items.len() as f64)
-    }
-
-    fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
-        if self.valid.expressions.is_empty() {
-            return Ok(vec![]);
-        }
-        let (acc, random) = ground_accuracy(
-            model,
-            self.cfg,
-            self.valid,
-            self.train_cfg.batch_size,
-            self.device,
-        )?;
-        Ok(vec![
-            ("valid_accuracy".into(), acc),
-            ("valid_random_box".into(), random),
-        ])
-    }
-
-    fn save_model(&self, model: &VlBert, run: &RunDir, _epoch: usize) -> Result<()> {
-        super::save_model_dir(model, self.cfg, self.tok, &run.path)
-    }
-}
-
 /// Fine-tune `model` (with its grounding head) on referring expressions; the training settings
 /// are VQA's (`blind` unused).
 #[allow(clippy::too_many_arguments)]
@@ -911,14 +790,31 @@ pub fn train_grounding(
         official_renames(),
         STREAM_DROPOUT,
     )?;
-    let task = GroundTask {
-        cfg,
-        train_cfg,
-        tok,
-        train,
-        valid,
-        device,
-        ad: device.clone().autodiff(),
+    let c = train_cfg;
+    let ad = device.clone().autodiff();
+    let task = IndexedTask {
+        examples: train.expressions.len(),
+        batch_size: c.batch_size,
+        seed: c.seed,
+        shuffle_stream: STREAM_SHUFFLE,
+        loss: |model: &VlBert, part: &[usize], _: MicroStep| {
+            let exprs: Vec<&Expression> = part.iter().map(|&i| &train.expressions[i]).collect();
+            let logits = ground_logits(model, cfg, train, &exprs, &ad)
+                .expect("the grounding model has its head");
+            ground_loss(logits, &exprs)
+        },
+        evaluate: |model: &VlBert| {
+            if valid.expressions.is_empty() {
+                return Ok(vec![]);
+            }
+            let (acc, random) = ground_accuracy(model, cfg, valid, c.batch_size, device)?;
+            Ok(vec![
+                ("valid_accuracy".to_string(), acc),
+                ("valid_random_box".to_string(), random),
+            ])
+        },
+        save: |model: &VlBert, run: &RunDir| super::save_model_dir(model, cfg, tok, &run.path),
+        model: PhantomData,
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }
