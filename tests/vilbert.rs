@@ -286,6 +286,55 @@ fn pretraining_on_generated_scenes_learns_words_and_regions_and_eval_reports_ali
     }
     assert!(f(&m, "zero_shot_recall_at_1") <= f(&m, "zero_shot_recall_at_10"));
     assert_eq!(m["pairs"], m["hard_negatives"]);
+
+    // Retrieval fine-tuning from the pretrained model (one epoch), then its head in eval.
+    let out = tessera(&[
+        "vilbert",
+        "retrieve",
+        "--model",
+        &p("run"),
+        "--data",
+        &p("train"),
+        "--regions",
+        &p("train.safetensors"),
+        "--valid-data",
+        &p("test"),
+        "--valid-regions",
+        &p("test.safetensors"),
+        "--gallery",
+        "20",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--run-dir",
+        &p("retrieve"),
+        "--json",
+    ]);
+    assert_success(&out);
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(f(&records[0], "valid_recall_at_10") > 0.0, "{records:?}");
+    let out = tessera(&[
+        "vilbert",
+        "eval",
+        "--model",
+        &p("retrieve"),
+        "--data",
+        &p("test"),
+        "--regions",
+        &p("test.safetensors"),
+        "--gallery",
+        "20",
+        "--json",
+    ]);
+    assert_success(&out);
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(m["gallery"].as_u64(), Some(20));
+    let (r1, r10) = (
+        f(&m, "retrieval_recall_at_1"),
+        f(&m, "retrieval_recall_at_10"),
+    );
+    assert!(r1 <= r10 && r10 <= 1.0, "{m}");
 }
 
 #[test]

@@ -536,6 +536,16 @@ fn region_classes(data: &Path, regions: &Path) -> Result<(usize, Option<usize>, 
     Ok((feature_size, file_classes, labels))
 }
 
+/// A fine-tuned model keeps its masked-region head: its region classes go with it.
+fn carry_region_classes(start: &StartArgs, run: &RunDir) -> Result<()> {
+    if let Some(dir) = &start.model {
+        if let Ok(text) = std::fs::read_to_string(dir.join("region_classes.txt")) {
+            run.write_atomic("region_classes.txt", text.as_bytes())?;
+        }
+    }
+    Ok(())
+}
+
 fn run_options(common: &Common, run: &super::TrainFlags) -> RunOptions {
     RunOptions {
         quiet: common.json,
@@ -652,6 +662,14 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
         Ok(t) => t.lines().map(String::from).collect(),
         Err(_) => vec![],
     };
+    if labels.is_empty() && region_sizes(&a.regions)?.1.is_none() {
+        bail!(
+            "{}: no class scores, and {} has no region_classes.txt (written by `vilbert pretrain` \
+             on labelled boxes): the masked-region targets are unknown",
+            a.regions.display(),
+            a.model.display()
+        );
+    }
     let corpus = pair_corpus(&a.data, &a.regions, &m.config, &m.tokenizer, Some(&labels))?;
     let mk = masking(&m.tokenizer, &PretrainConfig::default())?;
     let mut metrics = evaluate_pretraining(&m.model, &corpus, &mk, a.seed, a.batch_size, &device);
@@ -830,6 +848,7 @@ fn cmd_vqa(a: FinetuneArgs) -> Result<()> {
         }
     );
     let run = RunDir::create(&a.run_dir)?;
+    carry_region_classes(&a.start, &run)?;
     tessera::core::trainer::catch_interrupts();
     let out = train_vqa(
         model,
@@ -903,6 +922,7 @@ fn cmd_retrieve(a: FinetuneArgs) -> Result<()> {
         valid.images.len()
     );
     let run = RunDir::create(&a.run_dir)?;
+    carry_region_classes(&a.start, &run)?;
     tessera::core::trainer::catch_interrupts();
     let out = train_retrieval(
         model,
