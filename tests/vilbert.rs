@@ -370,3 +370,27 @@ fn the_text_stream_starts_from_a_hugging_face_bert() {
     // The image stream and co-attention are new: the official initialisation.
     assert!(ours.contains_key("bert.encoder.c_layer.0.biOutput.q_dense1.weight"));
 }
+
+#[test]
+fn a_batch_without_masked_regions_gives_no_region_loss_not_nan() {
+    // The official code divides the masked-region loss by the number of masked regions: NaN for
+    // a batch without one. Here that loss is absent and the others stay finite.
+    let d = fixture();
+    let device = Device::flex();
+    let m = load_model_dir(&d.join("model"), &device).unwrap();
+    let set = read(&d.join("regions.tsv")).unwrap();
+    let image = prepare_image(&set.images[0], &m.config).unwrap();
+    let ids: Vec<u32> = vec![2, 4, 10, 3];
+    let b = batch(&[(ids.as_slice(), &image)]);
+    let targets = Targets {
+        words: vec![(1, 11)],
+        regions: vec![],
+        region_targets: vec![],
+        aligned: vec![true],
+    };
+    let l = losses_of_batch(&m.model, &b, &targets, true, &device);
+    assert!(l.region.is_none() && l.regions == 0);
+    let mlm = l.mlm.unwrap().into_scalar::<f32>();
+    let align = l.alignment.unwrap().into_scalar::<f32>();
+    assert!(mlm.is_finite() && mlm > 0.0 && align.is_finite() && align > 0.0);
+}
