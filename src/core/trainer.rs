@@ -141,6 +141,93 @@ where
     }
 }
 
+/// A batch of examples drawn for one step, with the number of predictions each loss makes in
+/// the whole batch (each loss is a mean over them, so a micro-batch's part is weighted by its
+/// own count over these).
+pub struct DrawnBatch<I> {
+    pub items: Vec<I>,
+    pub counts: Vec<usize>,
+}
+
+/// A task whose examples are drawn afresh every epoch from `0..examples` in shuffled order
+/// (masks, negatives: the pretraining tasks), given as functions. A batch in which no loss
+/// predicts anything takes no step.
+pub struct DrawnTask<M, I, D, C, L, E, S> {
+    pub examples: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub shuffle_stream: u64,
+    /// The purpose number of the stream the draws of an epoch come from.
+    pub draw_stream: u64,
+    /// Draw example `i`.
+    pub draw: D,
+    /// Predictions per loss of one drawn example.
+    pub counts: C,
+    /// The loss of a micro-batch given the whole batch's counts.
+    pub loss: L,
+    pub evaluate: E,
+    pub save: S,
+    pub model: std::marker::PhantomData<fn() -> (M, I)>,
+}
+
+impl<M, I, D, C, L, E, S> Task for DrawnTask<M, I, D, C, L, E, S>
+where
+    M: Module + Sync,
+    I: Sync,
+    D: Fn(usize, &mut rand::rngs::StdRng) -> I + Sync,
+    C: Fn(&I) -> Vec<usize> + Sync,
+    L: Fn(&M, &[I], &[usize]) -> Tensor<1> + Sync,
+    E: Fn(&M) -> Result<Vec<(String, f64)>> + Sync,
+    S: Fn(&M, &RunDir) -> Result<()> + Sync,
+{
+    type Model = M;
+    type Item = I;
+    type Batch = DrawnBatch<I>;
+
+    fn batches(&self, epoch: usize) -> Vec<DrawnBatch<I>> {
+        use super::rng::rng_for;
+        use rand::seq::SliceRandom;
+        let mut order: Vec<usize> = (0..self.examples).collect();
+        order.shuffle(&mut rng_for(self.seed, self.shuffle_stream, epoch as u64));
+        let mut rng = rng_for(self.seed, self.draw_stream, epoch as u64);
+        order
+            .chunks(self.batch_size.max(1))
+            .map(|chunk| {
+                let items: Vec<I> = chunk.iter().map(|&i| (self.draw)(i, &mut rng)).collect();
+                let mut counts: Vec<usize> = Vec::new();
+                for item in &items {
+                    let c = (self.counts)(item);
+                    counts.resize(counts.len().max(c.len()), 0);
+                    for (t, x) in counts.iter_mut().zip(c) {
+                        *t += x;
+                    }
+                }
+                DrawnBatch { items, counts }
+            })
+            .collect()
+    }
+
+    fn items<'a>(&self, batch: &'a DrawnBatch<I>) -> &'a [I] {
+        &batch.items
+    }
+
+    fn skip(&self, batch: &DrawnBatch<I>) -> bool {
+        batch.counts.iter().all(|&c| c == 0)
+    }
+
+    fn loss(&self, model: &M, batch: &DrawnBatch<I>, micro: &[I], _: MicroStep) -> Tensor<1> {
+        (self.loss)(model, micro, &batch.counts)
+    }
+
+    fn evaluate(&self, model: &M) -> Result<Vec<(String, f64)>> {
+        (self.evaluate)(model)
+    }
+
+    fn save_model(&self, model: &M, run: &RunDir, _epoch: usize) -> Result<()> {
+        (self.save)(model, run)
+    }
+}
+
 /// Where a micro-batch stands: for random streams of the task's own (augmentation, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MicroStep {

@@ -27,13 +27,13 @@ use crate::core::masking::{ClozeMasker, MaskStyle};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
 use crate::core::trainer::{
-    self, FinetuneConfig, IndexedTask, LoopSettings, MicroStep, Selection, Task,
+    self, DrawnTask, FinetuneConfig, IndexedTask, LoopSettings, MicroStep, Selection,
 };
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{ensure, Result};
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::seq::SliceRandom;
+use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
@@ -428,107 +428,6 @@ pub fn evaluate_pretraining(
     ]
 }
 
-pub struct PretrainBatch {
-    items: Vec<MaskedPair>,
-    words: usize,
-    regions: usize,
-}
-
-struct PretrainTask<'a> {
-    cfg: &'a VilBertConfig,
-    train_cfg: &'a PretrainConfig,
-    tok: &'a TextTokenizer,
-    train: &'a PairCorpus,
-    valid: &'a PairCorpus,
-    masking: Masking,
-    device: &'a Device,
-    ad: Device,
-}
-
-impl Task for PretrainTask<'_> {
-    type Model = VilBert;
-    type Item = MaskedPair;
-    type Batch = PretrainBatch;
-
-    fn batches(&self, epoch: usize) -> Vec<PretrainBatch> {
-        let mut order: Vec<usize> = (0..self.train.pairs.len()).collect();
-        order.shuffle(&mut rng_for(
-            self.train_cfg.seed,
-            STREAM_SHUFFLE,
-            epoch as u64,
-        ));
-        let mut rng = rng_for(self.train_cfg.seed, STREAM_MASK, epoch as u64);
-        order
-            .chunks(self.train_cfg.batch_size)
-            .map(|chunk| {
-                let items: Vec<MaskedPair> = chunk
-                    .iter()
-                    .map(|&i| self.masking.draw(self.train, i, &mut rng))
-                    .collect();
-                let words = items.iter().map(|m| m.mlm_targets.len()).sum();
-                let regions = items
-                    .iter()
-                    .map(|m| m.picked.iter().filter(|&&c| c).count())
-                    .sum();
-                PretrainBatch {
-                    items,
-                    words,
-                    regions,
-                }
-            })
-            .collect()
-    }
-
-    fn items<'b>(&self, batch: &'b PretrainBatch) -> &'b [MaskedPair] {
-        &batch.items
-    }
-
-    fn loss(
-        &self,
-        model: &VilBert,
-        batch: &PretrainBatch,
-        part: &[MaskedPair],
-        _: MicroStep,
-    ) -> Tensor<1> {
-        let (b, t) = masked_batch(self.train, part);
-        let l = losses_of_batch(model, &b, &t, false, &self.ad);
-        // Each loss is the mean over the whole batch's predictions: a micro-batch's share is
-        // weighted by its count.
-        let mut total = Tensor::<1>::zeros([1], &self.ad).require_grad();
-        if let Some(x) = l.mlm {
-            total = total + x.mul_scalar(l.words as f64 / batch.words.max(1) as f64);
-        }
-        if let Some(x) = l.region {
-            total = total
-                + x.mul_scalar(
-                    self.train_cfg.img_weight * l.regions as f64 / batch.regions.max(1) as f64,
-                );
-        }
-        if let Some(x) = l.alignment {
-            total = total + x.mul_scalar(l.pairs as f64 / batch.items.len().max(1) as f64);
-        }
-        total
-    }
-
-    fn evaluate(&self, model: &VilBert) -> Result<Vec<(String, f64)>> {
-        if self.valid.pairs.is_empty() {
-            return Ok(vec![]);
-        }
-        Ok(evaluate_pretraining(
-            model,
-            self.valid,
-            &self.masking,
-            self.train_cfg.seed,
-            self.train_cfg.batch_size,
-            self.device,
-        ))
-    }
-
-    fn save_model(&self, model: &VilBert, run: &RunDir, _epoch: usize) -> Result<()> {
-        super::save_model_dir(model, self.cfg, self.tok, &run.path)
-    }
-}
-
 fn settings<C: Serialize>(
     format: &'static str,
     file: &'static str,
@@ -577,15 +476,54 @@ pub fn pretrain(
         (c.weight_decay, c.clip_grad_norm),
         c.selection.clone(),
     )?;
-    let task = PretrainTask {
-        cfg,
-        train_cfg,
-        tok,
-        train,
-        valid,
-        masking: masking(tok, train_cfg)?,
-        device,
-        ad: device.clone().autodiff(),
+    let masking = masking(tok, train_cfg)?;
+    let ad = device.clone().autodiff();
+    let task = DrawnTask {
+        examples: train.pairs.len(),
+        batch_size: c.batch_size,
+        seed: c.seed,
+        shuffle_stream: STREAM_SHUFFLE,
+        draw_stream: STREAM_MASK,
+        draw: |i: usize, rng: &mut StdRng| masking.draw(train, i, rng),
+        counts: |m: &MaskedPair| {
+            vec![
+                m.mlm_targets.len(),
+                m.picked.iter().filter(|&&p| p).count(),
+                1,
+            ]
+        },
+        loss: |model: &VilBert, part: &[MaskedPair], counts: &[usize]| {
+            let (b, t) = masked_batch(train, part);
+            let l = losses_of_batch(model, &b, &t, false, &ad);
+            // Each loss is the mean over the whole batch's predictions.
+            let share = |n: usize, k: usize| n as f64 / counts[k].max(1) as f64;
+            let mut total = Tensor::<1>::zeros([1], &ad).require_grad();
+            if let Some(x) = l.mlm {
+                total = total + x.mul_scalar(share(l.words, 0));
+            }
+            if let Some(x) = l.region {
+                total = total + x.mul_scalar(c.img_weight * share(l.regions, 1));
+            }
+            if let Some(x) = l.alignment {
+                total = total + x.mul_scalar(share(l.pairs, 2));
+            }
+            total
+        },
+        evaluate: |model: &VilBert| {
+            if valid.pairs.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(evaluate_pretraining(
+                model,
+                valid,
+                &masking,
+                c.seed,
+                c.batch_size,
+                device,
+            ))
+        },
+        save: |model: &VilBert, run: &RunDir| super::save_model_dir(model, cfg, tok, &run.path),
+        model: PhantomData,
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }

@@ -19,11 +19,11 @@ use crate::core::losses::soft_cross_entropy;
 use crate::core::masking::{ClozeMasker, MaskStyle};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
-use crate::core::trainer::{self, IndexedTask, LoopSettings, MicroStep, Selection, Task};
+use crate::core::trainer::{self, DrawnTask, IndexedTask, LoopSettings, MicroStep, Selection};
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rand::seq::SliceRandom;
+use rand::rngs::StdRng;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 use std::marker::PhantomData;
@@ -317,100 +317,6 @@ pub fn evaluate_pretraining(
     ]
 }
 
-pub struct PretrainBatch {
-    items: Vec<MaskedPair>,
-    words: usize,
-    rois: usize,
-}
-
-struct PretrainTask<'a> {
-    cfg: &'a VlBertConfig,
-    train_cfg: &'a PretrainConfig,
-    tok: &'a TextTokenizer,
-    train: &'a PairCorpus,
-    valid: &'a PairCorpus,
-    masking: Masking,
-    device: &'a Device,
-    ad: Device,
-}
-
-impl Task for PretrainTask<'_> {
-    type Model = VlBert;
-    type Item = MaskedPair;
-    type Batch = PretrainBatch;
-
-    fn batches(&self, epoch: usize) -> Vec<PretrainBatch> {
-        let mut order: Vec<usize> = (0..self.train.pairs.len()).collect();
-        order.shuffle(&mut rng_for(
-            self.train_cfg.seed,
-            STREAM_SHUFFLE,
-            epoch as u64,
-        ));
-        let mut rng = rng_for(self.train_cfg.seed, STREAM_MASK, epoch as u64);
-        order
-            .chunks(self.train_cfg.batch_size)
-            .map(|chunk| {
-                let items: Vec<MaskedPair> = chunk
-                    .iter()
-                    .map(|&i| self.masking.draw(self.train, i, &mut rng))
-                    .collect();
-                let words = items.iter().map(|m| m.mlm_targets.len()).sum();
-                let rois = items
-                    .iter()
-                    .map(|m| m.chosen.iter().filter(|&&c| c).count())
-                    .sum();
-                PretrainBatch { items, words, rois }
-            })
-            .collect()
-    }
-
-    fn items<'b>(&self, batch: &'b PretrainBatch) -> &'b [MaskedPair] {
-        &batch.items
-    }
-
-    fn skip(&self, batch: &PretrainBatch) -> bool {
-        batch.words == 0 && batch.rois == 0
-    }
-
-    fn loss(
-        &self,
-        model: &VlBert,
-        batch: &PretrainBatch,
-        part: &[MaskedPair],
-        _: MicroStep,
-    ) -> Tensor<1> {
-        let l = pretrain_losses(model, self.cfg, self.train, part, false, &self.ad);
-        // A micro-batch may hold no prediction at all: a zero that still has a graph.
-        let mut total = Tensor::<1>::zeros([1], &self.ad).require_grad();
-        if let Some(x) = l.mlm {
-            total = total + x.mul_scalar(l.words as f64 / batch.words.max(1) as f64);
-        }
-        if let Some(x) = l.mvrc {
-            total = total + x.mul_scalar(l.rois as f64 / batch.rois.max(1) as f64);
-        }
-        total
-    }
-
-    fn evaluate(&self, model: &VlBert) -> Result<Vec<(String, f64)>> {
-        if self.valid.pairs.is_empty() {
-            return Ok(vec![]);
-        }
-        Ok(evaluate_pretraining(
-            model,
-            self.cfg,
-            self.valid,
-            &self.masking,
-            self.train_cfg.seed,
-            self.train_cfg.batch_size,
-            self.device,
-        ))
-    }
-
-    fn save_model(&self, model: &VlBert, run: &RunDir, _epoch: usize) -> Result<()> {
-        super::save_model_dir(model, self.cfg, self.tok, &run.path)
-    }
-}
-
 /// The masking settings of a model's vocabulary.
 pub fn masking(tok: &TextTokenizer, cfg: &PretrainConfig) -> Result<Masking> {
     let mask_token = tok
@@ -461,15 +367,45 @@ pub fn pretrain(
         official_renames(),
         STREAM_DROPOUT,
     )?;
-    let task = PretrainTask {
-        cfg,
-        train_cfg,
-        tok,
-        train,
-        valid,
-        masking: masking(tok, train_cfg)?,
-        device,
-        ad: device.clone().autodiff(),
+    let c = train_cfg;
+    let masking = masking(tok, train_cfg)?;
+    let ad = device.clone().autodiff();
+    let task = DrawnTask {
+        examples: train.pairs.len(),
+        batch_size: c.batch_size,
+        seed: c.seed,
+        shuffle_stream: STREAM_SHUFFLE,
+        draw_stream: STREAM_MASK,
+        draw: |i: usize, rng: &mut StdRng| masking.draw(train, i, rng),
+        counts: |m: &MaskedPair| vec![m.mlm_targets.len(), m.chosen.iter().filter(|&&c| c).count()],
+        loss: |model: &VlBert, part: &[MaskedPair], counts: &[usize]| {
+            let l = pretrain_losses(model, cfg, train, part, false, &ad);
+            // A micro-batch may hold no prediction at all: a zero that still has a graph.
+            let mut total = Tensor::<1>::zeros([1], &ad).require_grad();
+            if let Some(x) = l.mlm {
+                total = total + x.mul_scalar(l.words as f64 / counts[0].max(1) as f64);
+            }
+            if let Some(x) = l.mvrc {
+                total = total + x.mul_scalar(l.rois as f64 / counts[1].max(1) as f64);
+            }
+            total
+        },
+        evaluate: |model: &VlBert| {
+            if valid.pairs.is_empty() {
+                return Ok(vec![]);
+            }
+            Ok(evaluate_pretraining(
+                model,
+                cfg,
+                valid,
+                &masking,
+                c.seed,
+                c.batch_size,
+                device,
+            ))
+        },
+        save: |model: &VlBert, run: &RunDir| super::save_model_dir(model, cfg, tok, &run.path),
+        model: PhantomData,
     };
     trainer::train(&task, model, &settings, run, device, opts)
 }
