@@ -212,6 +212,15 @@ pub enum DirectionArg {
 }
 
 impl TrainFlags {
+    /// How the run goes: resume, stop early, quiet under `--json`.
+    fn options(&self, common: &Common) -> tessera::core::trainer::RunOptions {
+        tessera::core::trainer::RunOptions {
+            quiet: common.json,
+            resume: self.resume,
+            stop_after_epochs: self.stop_after_epochs,
+        }
+    }
+
     /// The selection of the config file with the flags applied.
     fn selection(&self, from_config: Option<Selection>) -> Result<Option<Selection>> {
         let mut sel = from_config;

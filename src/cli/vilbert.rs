@@ -1,8 +1,8 @@
 //! `tessera vilbert`: ViLBERT over region files and text.
 
 use super::vl::{
-    bert_preset, box_targets, finetune_config, pick_image, read_regions, records_json,
-    region_sizes, sorted_unique, top_k,
+    bert_preset, box_targets, finetune_config, pick_image, read_region_classes, read_regions,
+    records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
 };
 use super::Common;
 use anyhow::{bail, Result};
@@ -14,7 +14,6 @@ use tessera::core::checkpoint::save_safetensors;
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::progress;
 use tessera::core::run::RunDir;
-use tessera::core::trainer::RunOptions;
 use tessera::corpora::annotated::read_corpus;
 use tessera::regions::files::ImageRegions;
 use tessera::text::embed::read_lines;
@@ -460,10 +459,8 @@ fn pair_corpus(
     tok: &TextTokenizer,
     labels: Option<&[String]>,
 ) -> Result<PairCorpus> {
-    let corpus = read_corpus(data)?;
-    let images = read_regions(regions)?;
-    let by_id: HashMap<&str, &ImageRegions> =
-        images.iter().map(|im| (im.image_id.as_str(), im)).collect();
+    let joined = AnnotatedRegions::read(data, regions)?;
+    let corpus = &joined.corpus;
     let mut out = PairCorpus {
         images: vec![],
         targets: vec![],
@@ -474,13 +471,7 @@ fn pair_corpus(
             continue;
         }
         let id = a.id();
-        let Some(im) = by_id.get(id.as_str()) else {
-            bail!(
-                "{}: no regions for image `{id}` of {}",
-                regions.display(),
-                data.display()
-            );
-        };
+        let im = joined.regions_of(a)?;
         let p =
             prepare_image(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
         // Without labels (retrieval) the boxes' class targets are not read.
@@ -546,14 +537,6 @@ fn carry_region_classes(start: &StartArgs, run: &RunDir) -> Result<()> {
     Ok(())
 }
 
-fn run_options(common: &Common, run: &super::TrainFlags) -> RunOptions {
-    RunOptions {
-        quiet: common.json,
-        resume: run.resume,
-        stop_after_epochs: run.stop_after_epochs,
-    }
-}
-
 fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     use tessera::vilbert::train::pretrain;
     set_threads(a.common.threads);
@@ -605,7 +588,7 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         &tc,
         &run,
         &device,
-        &run_options(&a.common, &a.run),
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records_json(&out))?);
@@ -658,10 +641,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let m = load_model_dir(&a.model, &device)?;
-    let labels: Vec<String> = match std::fs::read_to_string(a.model.join("region_classes.txt")) {
-        Ok(t) => t.lines().map(String::from).collect(),
-        Err(_) => vec![],
-    };
+    let labels = read_region_classes(&a.model);
     if labels.is_empty() && region_sizes(&a.regions)?.1.is_none() {
         bail!(
             "{}: no class scores, and {} has no region_classes.txt (written by `vilbert pretrain` \
@@ -762,10 +742,8 @@ fn qa_corpus(
     tok: &TextTokenizer,
     answers: &[String],
 ) -> Result<QaCorpus> {
-    let corpus = read_corpus(data)?;
-    let images = read_regions(regions)?;
-    let by_id: HashMap<&str, &ImageRegions> =
-        images.iter().map(|im| (im.image_id.as_str(), im)).collect();
+    let joined = AnnotatedRegions::read(data, regions)?;
+    let corpus = &joined.corpus;
     let mut out = QaCorpus {
         images: vec![],
         questions: vec![],
@@ -775,13 +753,7 @@ fn qa_corpus(
             continue;
         }
         let id = a.id();
-        let Some(im) = by_id.get(id.as_str()) else {
-            bail!(
-                "{}: no regions for image `{id}` of {}",
-                regions.display(),
-                data.display()
-            );
-        };
+        let im = joined.regions_of(a)?;
         let p =
             prepare_image(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
         let image = out.images.len();
@@ -860,7 +832,7 @@ fn cmd_vqa(a: FinetuneArgs) -> Result<()> {
         &tc,
         &run,
         &device,
-        &run_options(&a.common, &a.run),
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records_json(&out))?);
@@ -933,7 +905,7 @@ fn cmd_retrieve(a: FinetuneArgs) -> Result<()> {
         &tc,
         &run,
         &device,
-        &run_options(&a.common, &a.run),
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records_json(&out))?);

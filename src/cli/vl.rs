@@ -3,9 +3,10 @@
 //! settings and training summaries.
 
 use anyhow::{bail, Result};
+use std::collections::HashMap;
 use std::path::Path;
 use tessera::core::trainer::{FinetuneConfig, TrainOutcome};
-use tessera::corpora::annotated::Annotation;
+use tessera::corpora::annotated::{read_corpus, Annotation, Corpus};
 use tessera::regions::files::{open, ImageRegions};
 
 /// Every image of a region file.
@@ -16,6 +17,48 @@ pub fn read_regions(path: &Path) -> Result<Vec<ImageRegions>> {
         images.push(im);
     }
     Ok(images)
+}
+
+/// An annotated corpus with its region file: each annotation's regions found by image id.
+pub struct AnnotatedRegions {
+    pub corpus: Corpus,
+    images: Vec<ImageRegions>,
+    by_id: HashMap<String, usize>,
+    data: std::path::PathBuf,
+    regions: std::path::PathBuf,
+}
+
+impl AnnotatedRegions {
+    pub fn read(data: &Path, regions: &Path) -> Result<Self> {
+        let corpus = read_corpus(data)?;
+        let images = read_regions(regions)?;
+        let by_id = images
+            .iter()
+            .enumerate()
+            .map(|(i, im)| (im.image_id.clone(), i))
+            .collect();
+        Ok(Self {
+            corpus,
+            images,
+            by_id,
+            data: data.to_path_buf(),
+            regions: regions.to_path_buf(),
+        })
+    }
+
+    /// The regions of an annotation's image (its file stem); an image the region file lacks is an
+    /// error naming both files.
+    pub fn regions_of(&self, a: &Annotation) -> Result<&ImageRegions> {
+        let id = a.id();
+        match self.by_id.get(&id) {
+            Some(&i) => Ok(&self.images[i]),
+            None => bail!(
+                "{}: no regions for image `{id}` of {}",
+                self.regions.display(),
+                self.data.display()
+            ),
+        }
+    }
 }
 
 /// The feature size of a region file and its class count (when it holds class scores), from
@@ -29,6 +72,15 @@ pub fn region_sizes(path: &Path) -> Result<(usize, Option<usize>)> {
         }
     }
     bail!("{}: no boxes in any image", path.display())
+}
+
+/// The region classes a pretraining run wrote (`region_classes.txt`, one per line), none when the
+/// directory has no such file (the region file's class scores are the targets then).
+pub fn read_region_classes(model_dir: &Path) -> Vec<String> {
+    match std::fs::read_to_string(model_dir.join("region_classes.txt")) {
+        Ok(t) => t.lines().map(String::from).collect(),
+        Err(_) => vec![],
+    }
 }
 
 /// Distinct strings in sorted order (answer vocabularies, region classes).

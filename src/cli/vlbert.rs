@@ -1,8 +1,8 @@
 //! `tessera vlbert`: VL-BERT over region files and text.
 
 use super::vl::{
-    bert_preset, box_targets, finetune_config, read_regions, records_json, region_sizes,
-    sorted_unique,
+    bert_preset, box_targets, finetune_config, pick_image, read_region_classes, read_regions,
+    records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
 };
 use super::Common;
 use anyhow::{bail, Result};
@@ -13,7 +13,6 @@ use tessera::core::checkpoint::save_safetensors;
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::progress;
 use tessera::corpora::annotated::read_corpus;
-use tessera::regions::files::ImageRegions;
 use tessera::text::embed::read_lines;
 use tessera::vlbert::config::VlBertConfig;
 use tessera::vlbert::data::{encode_texts, prepare_regions};
@@ -329,10 +328,8 @@ fn pair_corpus(
     tok: &tessera::text::tokenize::TextTokenizer,
     classes: &mut Vec<String>,
 ) -> Result<(PairCorpus, Vec<LabelWord>)> {
-    let corpus = read_corpus(data)?;
-    let images = read_regions(regions)?;
-    let by_id: HashMap<String, &ImageRegions> =
-        images.iter().map(|im| (im.image_id.clone(), im)).collect();
+    let joined = AnnotatedRegions::read(data, regions)?;
+    let corpus = &joined.corpus;
     let mut prepared = Vec::new();
     let mut targets = Vec::new();
     let mut pairs = Vec::new();
@@ -346,13 +343,7 @@ fn pair_corpus(
             continue;
         }
         let id = a.id();
-        let Some(im) = by_id.get(&id) else {
-            bail!(
-                "{}: no regions for image `{id}` of {}",
-                regions.display(),
-                data.display()
-            );
-        };
+        let im = joined.regions_of(a)?;
         let p =
             prepare_regions(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
         let c = cfg.visual_region_classes;
@@ -413,7 +404,6 @@ fn pair_corpus(
 
 fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     use tessera::core::run::RunDir;
-    use tessera::core::trainer::RunOptions;
     use tessera::text::tokenize::TextTokenizer;
     use tessera::vlbert::config::VlBertConfig;
     use tessera::vlbert::model::VlBert;
@@ -507,11 +497,7 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         &tc,
         &run,
         &device,
-        &RunOptions {
-            quiet: a.common.json,
-            resume: a.run.resume,
-            stop_after_epochs: a.run.stop_after_epochs,
-        },
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records_json(&out))?);
@@ -523,11 +509,7 @@ fn cmd_eval(a: EvalArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let m = load_model_dir(&a.model, &device)?;
-    let mut classes: Vec<String> = match std::fs::read_to_string(a.model.join("region_classes.txt"))
-    {
-        Ok(t) => t.lines().map(String::from).collect(),
-        Err(_) => vec![],
-    };
+    let mut classes = read_region_classes(&a.model);
     let (corpus, words) = pair_corpus(&a.data, &a.regions, &m.config, &m.tokenizer, &mut classes)?;
     let tc = tessera::vlbert::train::PretrainConfig::default();
     let mk = masking(&m.tokenizer, &tc)?;
@@ -595,10 +577,8 @@ fn qa_corpus(
     answers: &[String],
 ) -> Result<tessera::vlbert::train::QaCorpus> {
     use tessera::vlbert::train::{question_input, QaCorpus, Question};
-    let corpus = read_corpus(data)?;
-    let images = read_regions(regions)?;
-    let by_id: HashMap<String, &ImageRegions> =
-        images.iter().map(|im| (im.image_id.clone(), im)).collect();
+    let joined = AnnotatedRegions::read(data, regions)?;
+    let corpus = &joined.corpus;
     let mask_id = tok
         .mask_id
         .ok_or_else(|| anyhow::anyhow!("the vocabulary lacks [MASK]"))?;
@@ -612,13 +592,7 @@ fn qa_corpus(
             continue;
         }
         let id = a.id();
-        let Some(im) = by_id.get(&id) else {
-            bail!(
-                "{}: no regions for image `{id}` of {}",
-                regions.display(),
-                data.display()
-            );
-        };
+        let im = joined.regions_of(a)?;
         let p =
             prepare_regions(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
         let image = prepared.len();
@@ -655,7 +629,6 @@ fn qa_corpus(
 
 fn cmd_vqa(a: VqaArgs) -> Result<()> {
     use tessera::core::run::RunDir;
-    use tessera::core::trainer::RunOptions;
     use tessera::vlbert::train::{train_vqa, QaCorpus};
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
@@ -708,11 +681,7 @@ fn cmd_vqa(a: VqaArgs) -> Result<()> {
         &tc,
         &run,
         &device,
-        &RunOptions {
-            quiet: a.common.json,
-            resume: a.run.resume,
-            stop_after_epochs: a.run.stop_after_epochs,
-        },
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records_json(&out))?);
@@ -958,10 +927,8 @@ fn ground_corpus(
 ) -> Result<tessera::vlbert::train::GroundCorpus> {
     use tessera::corpora::scenes::{relation, RELATIONS};
     use tessera::vlbert::train::{iou, Expression, GroundCorpus};
-    let corpus = read_corpus(data)?;
-    let images = read_regions(regions)?;
-    let by_id: HashMap<String, &ImageRegions> =
-        images.iter().map(|im| (im.image_id.clone(), im)).collect();
+    let joined = AnnotatedRegions::read(data, regions)?;
+    let corpus = &joined.corpus;
     let strip = |t: &str| -> String {
         t.trim()
             .trim_start_matches("an ")
@@ -997,13 +964,7 @@ fn ground_corpus(
             continue;
         }
         let id = a.id();
-        let Some(im) = by_id.get(&id) else {
-            bail!(
-                "{}: no regions for image `{id}` of {}",
-                regions.display(),
-                data.display()
-            );
-        };
+        let im = joined.regions_of(a)?;
         let p =
             prepare_regions(im, cfg).map_err(|e| anyhow::anyhow!("{}: {e}", regions.display()))?;
         // IoU of each RoI (whole image first) with the referent, in the file's pixels.
@@ -1037,7 +998,6 @@ fn ground_corpus(
 
 fn cmd_ground(a: VqaArgs) -> Result<()> {
     use tessera::core::run::RunDir;
-    use tessera::core::trainer::RunOptions;
     use tessera::vlbert::train::{train_grounding, GroundCorpus};
     if a.blind {
         bail!("--blind is VQA's question-only baseline; grounding reports its random-box baseline (valid_random_box)");
@@ -1074,11 +1034,7 @@ fn cmd_ground(a: VqaArgs) -> Result<()> {
         &tc,
         &run,
         &device,
-        &RunOptions {
-            quiet: a.common.json,
-            resume: a.run.resume,
-            stop_after_epochs: a.run.stop_after_epochs,
-        },
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
         println!("{}", serde_json::to_string(&records_json(&out))?);
@@ -1094,31 +1050,10 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     let device = device_from_name(&a.common.device)?;
     let m = load_model_dir(&a.model, &device)?;
     let images = read_regions(&a.regions)?;
-    let im = match &a.image_id {
-        Some(id) => images
-            .iter()
-            .find(|im| &im.image_id == id)
-            .ok_or_else(|| anyhow::anyhow!("{}: no image `{id}`", a.regions.display()))?,
-        None => match &images[..] {
-            [one] => one,
-            [] => bail!("{}: no images", a.regions.display()),
-            _ => bail!(
-                "{} holds {} images: choose one with --image-id",
-                a.regions.display(),
-                images.len()
-            ),
-        },
-    };
+    let im = pick_image(&images, a.image_id.as_deref(), &a.regions)?;
     let p = prepare_regions(im, &m.config)
         .map_err(|e| anyhow::anyhow!("{}: {e}", a.regions.display()))?;
-    let top = |scores: Vec<f32>, names: &dyn Fn(usize) -> String| -> Vec<(String, f32)> {
-        let mut idx: Vec<usize> = (0..scores.len()).collect();
-        idx.sort_by(|&x, &y| scores[y].total_cmp(&scores[x]));
-        idx.into_iter()
-            .take(a.top_k)
-            .map(|i| (names(i), scores[i]))
-            .collect()
-    };
+    let top = |scores: Vec<f32>, names: &dyn Fn(usize) -> String| top_k(&scores, a.top_k, names);
     let floats = |t: burn::tensor::Tensor<2>| -> Result<Vec<f32>> {
         t.into_data()
             .convert::<f32>()

@@ -446,6 +446,27 @@ impl Default for FinetuneConfig {
 }
 
 impl FinetuneConfig {
+    /// The loop settings of a fine-tuning run ([`LoopSettings::standard`] with these keys).
+    pub fn loop_settings(
+        &self,
+        format: &'static str,
+        config_file: &'static str,
+        renames: Vec<(&'static str, &'static str)>,
+        dropout_stream: u64,
+    ) -> Result<LoopSettings> {
+        LoopSettings::standard(
+            format,
+            config_file,
+            self,
+            (self.seed, self.epochs, self.micro_batch),
+            (self.lr, self.warmup_steps),
+            (self.weight_decay, self.clip_grad_norm),
+            self.selection.clone(),
+            renames,
+            dropout_stream,
+        )
+    }
+
     pub fn validate(&self) -> Result<()> {
         use super::validate::*;
         at_least_one("epochs (--epochs)", self.epochs)?;

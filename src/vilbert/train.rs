@@ -428,28 +428,6 @@ pub fn evaluate_pretraining(
     ]
 }
 
-fn settings<C: Serialize>(
-    format: &'static str,
-    file: &'static str,
-    c: &C,
-    (seed, epochs, micro_batch): (u64, usize, usize),
-    (lr, warmup): (f64, u64),
-    (wd, clip): (f64, f64),
-    selection: Option<Selection>,
-) -> Result<LoopSettings> {
-    LoopSettings::standard(
-        format,
-        file,
-        c,
-        (seed, epochs, micro_batch),
-        (lr, warmup),
-        (wd, clip),
-        selection,
-        official_renames(),
-        STREAM_DROPOUT,
-    )
-}
-
 /// Pretrain `model` on `train`, measuring on `valid` after every epoch; the run directory ends
 /// as a model directory.
 #[allow(clippy::too_many_arguments)]
@@ -467,7 +445,7 @@ pub fn pretrain(
     ensure!(!train.pairs.is_empty(), "no training pairs");
     train_cfg.validate()?;
     let c = train_cfg;
-    let settings = settings(
+    let settings = LoopSettings::standard(
         "tessera-vilbert-pretrain",
         "pretrain.toml",
         c,
@@ -475,6 +453,8 @@ pub fn pretrain(
         (c.lr, c.warmup_steps),
         (c.weight_decay, c.clip_grad_norm),
         c.selection.clone(),
+        official_renames(),
+        STREAM_DROPOUT,
     )?;
     let masking = masking(tok, train_cfg)?;
     let ad = device.clone().autodiff();
@@ -696,14 +676,11 @@ pub fn train_vqa(
     ensure!(model.vil_prediction.is_some(), "the model has no VQA head");
     train_cfg.validate()?;
     let c = train_cfg;
-    let settings = settings(
+    let settings = train_cfg.loop_settings(
         "tessera-vilbert-vqa",
         "vqa.toml",
-        c,
-        (c.seed, c.epochs, c.micro_batch),
-        (c.lr, c.warmup_steps),
-        (c.weight_decay, c.clip_grad_norm),
-        c.selection.clone(),
+        official_renames(),
+        STREAM_DROPOUT,
     )?;
     let ad = device.clone().autodiff();
     let task = IndexedTask {
@@ -818,14 +795,11 @@ pub fn train_retrieval(
     ensure!(model.vil_logit.is_some(), "the model has no retrieval head");
     train_cfg.validate()?;
     let c = train_cfg;
-    let settings = settings(
+    let settings = train_cfg.loop_settings(
         "tessera-vilbert-retrieval",
         "retrieve.toml",
-        c,
-        (c.seed, c.epochs, c.micro_batch),
-        (c.lr, c.warmup_steps),
-        (c.weight_decay, c.clip_grad_norm),
-        c.selection.clone(),
+        official_renames(),
+        STREAM_DROPOUT,
     )?;
     let ad = device.clone().autodiff();
     let task = IndexedTask {

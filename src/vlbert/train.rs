@@ -547,14 +547,9 @@ pub fn train_vqa(
     ensure!(!train.questions.is_empty(), "no training questions");
     ensure!(model.final_mlp.is_some(), "the model has no VQA head");
     train_cfg.validate()?;
-    let settings = LoopSettings::standard(
+    let settings = train_cfg.loop_settings(
         "tessera-vlbert-vqa",
         "vqa.toml",
-        train_cfg,
-        (train_cfg.seed, train_cfg.epochs, train_cfg.micro_batch),
-        (train_cfg.lr, train_cfg.warmup_steps),
-        (train_cfg.weight_decay, train_cfg.clip_grad_norm),
-        train_cfg.selection.clone(),
         official_renames(),
         STREAM_DROPOUT,
     )?;
@@ -715,14 +710,9 @@ pub fn train_grounding(
     ensure!(!train.expressions.is_empty(), "no referring expressions");
     ensure!(model.grounding.is_some(), "the model has no grounding head");
     train_cfg.validate()?;
-    let settings = LoopSettings::standard(
+    let settings = train_cfg.loop_settings(
         "tessera-vlbert-ground",
         "ground.toml",
-        train_cfg,
-        (train_cfg.seed, train_cfg.epochs, train_cfg.micro_batch),
-        (train_cfg.lr, train_cfg.warmup_steps),
-        (train_cfg.weight_decay, train_cfg.clip_grad_norm),
-        train_cfg.selection.clone(),
         official_renames(),
         STREAM_DROPOUT,
     )?;
