@@ -696,6 +696,8 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vilbert predict on an image the file lacks", &["vilbert", "predict", "--model", &vil_model, "--regions", &vil_regions, "--image-id", "nope", "--text", "a dog"], &["regions.tsv", "nope"]),
         case("vilbert predict without --image-id on a file of 3 images", &["vilbert", "predict", "--model", &vil_model, "--regions", &vil_regions, "--text", "a dog"], &["--image-id"]),
         case("vilbert bench with 1 region", &["vilbert", "bench", "--regions", "1"], &["--regions"]),
+        case("vilbert bench with 10^14 regions", &["vilbert", "bench", "--regions", "99999999999999"], &["--regions", "memory"]),
+        case("vlbert bench with a batch of 10^11", &["vlbert", "bench", "--batch", "99999999999"], &["--batch", "memory"]),
         case("regions pixels:0", &["regions", "--backbone", "pixels:0", "--boxes", &p("vl_corpus"), "--output", &p("r.safetensors")], &["pixels:0"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),

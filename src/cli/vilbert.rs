@@ -1,8 +1,8 @@
 //! `tessera vilbert`: ViLBERT over region files and text.
 
 use super::vl::{
-    bert_preset, box_targets, finetune_config, pick_image, read_region_classes, read_regions,
-    records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
+    bench_fits, bert_preset, box_targets, finetune_config, pick_image, read_region_classes,
+    read_regions, records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
 };
 use super::Common;
 use anyhow::{bail, Result};
@@ -1001,6 +1001,14 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         Some(p) => VilBertConfig::from_json_file(p)?,
         None => VilBertConfig::default(),
     };
+    bench_fits(
+        a.batch,
+        a.text_len,
+        a.regions,
+        cfg.v_feature_size,
+        cfg.hidden_size.max(cfg.v_hidden_size),
+        cfg.num_hidden_layers + cfg.v_num_hidden_layers,
+    )?;
     if a.regions < 2 {
         bail!(
             "--regions {} leaves no box beside the global token",

@@ -223,3 +223,23 @@ pub fn top_k(scores: &[f32], k: usize, names: &dyn Fn(usize) -> String) -> Vec<(
         .map(|i| (names(i), scores[i]))
         .collect()
 }
+
+/// Refuse a benchmark whose random inputs and activations (features of every region, hidden
+/// states of every position in every layer, kept for backward) cannot fit in memory, before
+/// drawing them.
+pub fn bench_fits(
+    batch: usize,
+    text_len: usize,
+    regions: usize,
+    feature_size: usize,
+    width: usize,
+    layers: usize,
+) -> Result<()> {
+    use tessera::core::validate::{fits_in_memory, product};
+    let positions = text_len as f64 + regions as f64;
+    fits_in_memory(
+        &format!("--batch {batch} x (--text-len {text_len} + --regions {regions})"),
+        4.0 * (product(&[batch, regions, feature_size])
+            + 16.0 * batch as f64 * positions * product(&[width, layers.max(1)])),
+    )
+}

@@ -1,8 +1,8 @@
 //! `tessera vlbert`: VL-BERT over region files and text.
 
 use super::vl::{
-    bert_preset, box_targets, finetune_config, pick_image, read_region_classes, read_regions,
-    records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
+    bench_fits, bert_preset, box_targets, finetune_config, pick_image, read_region_classes,
+    read_regions, records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
 };
 use super::Common;
 use anyhow::{bail, Result};
@@ -722,6 +722,14 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         ..VlBertConfig::default()
     };
     cfg.validate()?;
+    bench_fits(
+        a.batch,
+        a.text_len,
+        a.regions,
+        a.feature_size,
+        a.hidden,
+        a.layers,
+    )?;
     if a.vocab < 2 {
         bail!("--vocab {} leaves no tokens to draw", a.vocab);
     }
