@@ -80,6 +80,9 @@ def convert(checkpoint, config, out, vocab=None, coordinate_embedding_dim=256):
         flat[k] = network.get(k, cfg.get(k, DEFAULTS[k])) if k != "SCALES" else cfg.get("SCALES", DEFAULTS[k])
     flat["SCALES"] = list(flat["SCALES"])
     flat["vocab_size"] = int(words.shape[0])
+    # The multitask network (text-only corpora) has one more embedding; its module, not a flag,
+    # says so in the official code.
+    flat["WITH_TEXT_ONLY"] = "aux_text_visual_embedding.weight" in tensors
     down = tensors.get("image_feature_extractor.obj_downsample.1.weight")
     flat["coordinate_embedding_dim"] = coordinate_embedding_dim
     if down is not None:

@@ -17,7 +17,9 @@ follow named:
 Writes tests/fixtures/vlbert/: `model/` (made by scripts/convert_vlbert.py from an official-style
 `.model` checkpoint and YAML), `sentences.txt`, `regions.tsv` (bottom-up layout), and
 `reference.safetensors`: `text_hidden`, `object_hidden`, `mlm_logits`, `mvrc_logits` as
-`tessera vlbert features` writes them, and the pretraining losses on a fixed masking.
+`tessera vlbert features` writes them, the pretraining losses on a fixed masking, and the
+text-only rows of the multitask network beside those pairs (`aux_text_hidden`,
+`aux_mlm_logits`, `mlm_loss_aux`), packed as `ResNetVLBERTForPretrainingMultitask.forward`.
 
     python scripts/make_vlbert_fixtures.py OFFICIAL_CHECKOUT     (needs torch, numpy, pyyaml,
                                                                  safetensors)
@@ -145,6 +147,8 @@ class Pretraining(torch.nn.Module):
         self.object_linguistic_embeddings = torch.nn.Embedding(1, H)
         self.object_mask_visual_embedding = torch.nn.Embedding(1, F)
         self.object_mask_word_embedding = torch.nn.Embedding(1, H)
+        # ResNetVLBERTForPretrainingMultitask's one more parameter (text-only corpora)
+        self.aux_text_visual_embedding = torch.nn.Embedding(1, H)
         self.vlbert = vlbert
 
 
@@ -194,9 +198,11 @@ def prepare(im):
     return boxes, feats, probs, im_info
 
 
-def forward(text_ids, boxes_feats, im_infos, mvrc_ops=None):
+def forward(text_ids, boxes_feats, im_infos, mvrc_ops=None, aux_ids=None):
     """ResNetVLBERTForPretraining.forward (precomputed features), returning the text and object
-    outputs as well as the heads' logits."""
+    outputs as well as the heads' logits. With `aux_ids` (text-only sequences), the packing of
+    ResNetVLBERTForPretrainingMultitask.forward: those rows after the pairs, their tokens seeing
+    `aux_text_visual_embedding`, no objects."""
     B = len(text_ids)
     T = max(len(t) for t in text_ids)
     R = max(len(b) for b, _ in boxes_feats)
@@ -229,6 +235,24 @@ def forward(text_ids, boxes_feats, im_infos, mvrc_ops=None):
     obj_ling = net.object_linguistic_embeddings(boxes.new_zeros((B, R)).long())
     obj_ling[ops == 1] = net.object_mask_word_embedding.weight[0]
     obj_vl = torch.cat((obj_reps, obj_ling), -1)
+    if aux_ids is not None:
+        A = len(aux_ids)
+        aux_text = torch.zeros((A, max(len(t) for t in aux_ids)), dtype=torch.long)
+        for i, t in enumerate(aux_ids):
+            aux_text[i, :len(t)] = torch.as_tensor(t)
+        T2 = max(T, aux_text.shape[1])
+        text_multi = text.new_zeros((B + A, T2))
+        text_multi[:B, :T] = text
+        text_multi[B:, :aux_text.shape[1]] = aux_text
+        visual_multi = text_visual.new_zeros((B + A, T2, H))
+        visual_multi[:B, :T] = text_visual
+        visual_multi[B:] = net.aux_text_visual_embedding.weight[0]
+        obj_vl_multi = obj_vl.new_zeros((B + A, *obj_vl.shape[1:]))
+        obj_vl_multi[:B] = obj_vl
+        box_mask_multi = box_mask.new_zeros((B + A, *box_mask.shape[1:]))
+        box_mask_multi[:B] = box_mask
+        text, text_visual, obj_vl, box_mask = text_multi, visual_multi, obj_vl_multi, box_mask_multi
+        text_mask = text > 0
     text_out, object_out, _ = super(VisualLinguisticBertForPretraining, vlbert).forward(
         text, torch.zeros_like(text), text_visual, text_mask, obj_vl, box_mask,
         output_all_encoded_layers=False, output_text_and_object_separately=True)
@@ -294,9 +318,45 @@ for i, l in enumerate(mvrc_labels):
 mvrc_loss = soft_cross_entropy(mvrc2.reshape(-1, C), mlabels.reshape(-1, C))
 ref["mlm_loss"] = mlm_loss.reshape(1)
 ref["mvrc_loss"] = mvrc_loss.reshape(1)
+
+# --- text-only sequences beside the masked pairs (the multitask network) -----------------------
+# GeneralCorpus gives word-piece ids with no [CLS]/[SEP]; masked positions fixed here.
+aux_texts = ["the child watches dogs on the grass", "a red bicycle near a busy street"]
+aux_positions = [[2, 3], [0, 3, 6]]
+aux_ids, aux_labels = [], []
+for s_, pos in zip(aux_texts, aux_positions):
+    t = tok.convert_tokens_to_ids(tok.tokenize(s_))
+    labels = [-1] * len(t)
+    for p in pos:
+        labels[p] = t[p]
+        t[p] = mask_id
+    aux_ids.append(t)
+    aux_labels.append(labels)
+assert tok.vocab["[UNK]"] not in sum(aux_ids, [])
+with torch.no_grad():
+    text3, _, mlm3, mvrc3, text_mask3, _ = forward(
+        masked_ids, boxes_feats, [i for _, _, _, i in prepared], mvrc_ops, aux_ids)
+B = len(sentences)
+T3 = mlm3.shape[1]
+labels = torch.full((len(aux_ids), T3), -1, dtype=torch.long)
+for i, l in enumerate(aux_labels):
+    labels[i, :len(l)] = torch.as_tensor(l)
+ref["mlm_loss_aux"] = torch.nn.functional.cross_entropy(
+    mlm3[B:].reshape(-1, mlm3.shape[-1]), labels.view(-1), ignore_index=-1).reshape(1)
+z3 = text_mask3[B:, :, None].float()
+ref["aux_text_hidden"] = text3[B:] * z3
+ref["aux_mlm_logits"] = mlm3[B:] * z3
+# The pairs' rows do not see the text-only ones: the same losses as without them.
+labels = torch.full((B, T3), -1, dtype=torch.long)
+for i, l in enumerate(mlm_labels):
+    labels[i, :len(l)] = torch.as_tensor(l)
+wvc = torch.nn.functional.cross_entropy(mlm3[:B].reshape(-1, mlm3.shape[-1]), labels.view(-1),
+                                        ignore_index=-1)
+assert abs(wvc.item() - mlm_loss.item()) < 1e-5 and torch.allclose(mvrc3[:B, :R], mvrc2, atol=1e-5)
 save_file({k: v.contiguous() for k, v in ref.items()}, os.path.join(root, "reference.safetensors"))
 with open(os.path.join(root, "masking.json"), "w") as f:
-    json.dump({"mlm_positions": mlm_positions, "mvrc_ops": mvrc_ops}, f)
+    json.dump({"mlm_positions": mlm_positions, "mvrc_ops": mvrc_ops, "aux_texts": aux_texts,
+               "aux_positions": aux_positions}, f)
 
 # --- the model directory, through the converter from an official-style checkpoint -------------
 with tempfile.TemporaryDirectory() as tmp:

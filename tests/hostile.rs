@@ -453,6 +453,9 @@ impl Fixtures {
         write(d, "vil_hard2.toml", "hard_negative_prob = 2.0\n");
         write(d, "vl_mlm2.toml", "mlm_prob = 2.0\n");
         write(d, "vl_one.txt", "a dog\n");
+        write(d, "vl_blank.txt", "\n  \n\t\n");
+        std::fs::write(d.join("vl_latin1.txt"), b"a dog\nna\xefve caf\xe9\n").unwrap();
+        write(d, "vl_text_len.toml", "text_seq_len = 100000\n");
         f
     }
 }
@@ -537,6 +540,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
     let vil_text = vil.join("sentences.txt").to_string_lossy().into_owned();
     let tiny_det = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/darknet-tiny")
+        .to_string_lossy()
+        .into_owned();
+    let tiny_dino = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dinov2-tiny")
         .to_string_lossy()
         .into_owned();
     let out = p("out.txt");
@@ -653,6 +660,8 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("detect on a file that is no image", &["detect", "--model", &tiny_det, "--input", &p("not_an_image.png")], &["not_an_image.png"]),
         case("regions grid 0", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--grid", "0", "--output", &p("r.safetensors")], &["--grid"]),
         case("regions of 0 boxes", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--max-boxes", "0", "--output", &p("r.safetensors")], &["--max-boxes"]),
+        case("regions at an image size off the patch grid", &["regions", "--backbone", &tiny_dino, "--input", &p("digit.png"), "--grid", "2", "--image-size", "30", "--output", &p("r.safetensors")], &["--image-size 30", "patch size 8"]),
+        case("regions image size for a detector", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--image-size", "64", "--output", &p("r.safetensors")], &["--image-size", "ViT"]),
         case("regions backbone missing", &["regions", "--backbone", "no-such-backbone", "--input", &p("digit.png"), "--output", &p("r.safetensors")], &["no-such-backbone"]),
         case("regions without images", &["regions", "--backbone", &tiny_det, "--output", &p("r.safetensors")], &["--input"]),
         case("regions feature layer past the network", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--feature-layer", "99", "--output", &p("r.safetensors")], &["--feature-layer 99"]),
@@ -669,6 +678,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vlbert pretrain with mlm_prob 2", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--config", &p("vl_mlm2.toml"), "--run-dir", &p("vl_run")], &["mlm_prob"]),
         case("vlbert pretrain 0 epochs", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--epochs", "0", "--run-dir", &p("vl_run")], &["--epochs"]),
         case("vlbert pretrain on a caption longer than the positions", &["vlbert", "pretrain", "--data", &p("vl_long"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["vl_long", "positions"]),
+        case("vlbert pretrain on a blank text corpus", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("vl_blank.txt"), "--run-dir", &p("vl_run")], &["vl_blank.txt", "no text"]),
+        case("vlbert pretrain on a text corpus that is not UTF-8", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("vl_latin1.txt"), "--run-dir", &p("vl_run")], &["vl_latin1.txt:2", "UTF-8"]),
+        case("vlbert pretrain on a text corpus that is missing", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("nope.txt"), "--run-dir", &p("vl_run")], &["nope.txt"]),
+        case("vlbert pretrain with text sequences longer than the positions", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("vl_one.txt"), "--config", &p("vl_text_len.toml"), "--run-dir", &p("vl_run")], &["text_seq_len", "positions"]),
         case("vlbert pretrain on a corpus of no regions", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("nope.tsv"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["nope.tsv"]),
         case("vlbert vqa on a corpus without questions", &["vlbert", "vqa", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["no questions"]),
         case("vlbert eval of a model directory missing", &["vlbert", "eval", "--model", &p("nope"), "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors")], &["nope"]),

@@ -13,9 +13,9 @@ use std::process::Command;
 use tessera::core::checkpoint::load_safetensors;
 use tessera::regions::files::read;
 use tessera::text::embed::read_lines;
-use tessera::vlbert::data::{encode_texts, prepare_regions, PreparedRegions};
+use tessera::vlbert::data::{batch, encode_texts, prepare_regions, Example, PreparedRegions};
 use tessera::vlbert::load_model_dir;
-use tessera::vlbert::train::{pretrain_losses, MaskedPair, Pair, PairCorpus};
+use tessera::vlbert::train::{pretrain_losses, MaskedPair, MaskedText, Pair, PairCorpus};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -121,6 +121,7 @@ fn pretraining_losses_on_a_fixed_masking_match_the_official_code() {
                 mlm_targets,
                 chosen: ops.clone(),
                 masked: ops,
+                texts: vec![],
             }
         })
         .collect();
@@ -143,6 +144,85 @@ fn pretraining_losses_on_a_fixed_masking_match_the_official_code() {
         "mvrc loss {mvrc} vs {}",
         reference["mvrc_loss"].1[0]
     );
+
+    // Text-only sequences beside the same pairs (the official multitask network): their
+    // masked-LM loss is the reference's, and the pairs' losses do not change.
+    let aux: Vec<String> = masking["aux_texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_str().unwrap().to_string())
+        .collect();
+    let refs: Vec<&str> = aux.iter().map(String::as_str).collect();
+    let texts: Vec<MaskedText> = m
+        .tokenizer
+        .encode_plain(&refs)
+        .unwrap()
+        .into_iter()
+        .zip(masking["aux_positions"].as_array().unwrap())
+        .map(|(ids, pos)| {
+            let mut input = ids.clone();
+            let mut mlm_targets = vec![];
+            for p in pos.as_array().unwrap() {
+                let p = p.as_u64().unwrap() as usize;
+                mlm_targets.push((p, ids[p]));
+                input[p] = mask_id;
+            }
+            MaskedText { input, mlm_targets }
+        })
+        .collect();
+    let mut with_texts = items.clone();
+    with_texts[0].texts = vec![texts[0].clone()];
+    with_texts[2].texts = vec![texts[1].clone()];
+    let l = pretrain_losses(&m.model, &m.config, &corpus, &with_texts, true, &device);
+    for (name, got) in [
+        ("mlm_loss_aux", l.mlm_aux.unwrap().into_scalar::<f32>()),
+        ("mlm_loss", l.mlm.unwrap().into_scalar::<f32>()),
+        ("mvrc_loss", l.mvrc.unwrap().into_scalar::<f32>()),
+    ] {
+        let want = reference[name].1[0];
+        assert!((got - want).abs() < 1e-5, "{name} {got} vs {want}");
+    }
+
+    // The text-only rows' hidden states and masked-LM scores, in a batch of them alone.
+    let none = PreparedRegions::none();
+    let zeros = vec![0u32; 64];
+    let examples: Vec<Example> = texts
+        .iter()
+        .map(|x| Example {
+            ids: &x.input,
+            type_ids: &zeros[..x.input.len()],
+            regions: &none,
+            masked: &[],
+        })
+        .collect();
+    let b = batch(&examples, &m.config);
+    let out = m.model.forward(&b, &device);
+    let [n, t, h] = out.text.dims();
+    let hidden: Vec<f32> = out.text.clone().into_data().try_to_vec::<f32>().unwrap();
+    let logits: Vec<f32> = m
+        .model
+        .mlm_logits(out.text.reshape([n * t, h]))
+        .unwrap()
+        .into_data()
+        .try_to_vec::<f32>()
+        .unwrap();
+    for (name, ours, width) in [
+        ("aux_text_hidden", &hidden, h),
+        ("aux_mlm_logits", &logits, logits.len() / (n * t)),
+    ] {
+        let (shape, want) = &reference[name];
+        let tr = shape[1];
+        for (i, x) in texts.iter().enumerate() {
+            for p in 0..x.input.len() {
+                let a = &ours[(i * t + p) * width..(i * t + p + 1) * width];
+                let w = &want[(i * tr + p) * width..(i * tr + p + 1) * width];
+                let diff = max_diff(a, w);
+                assert!(diff < 1e-5, "{name} row {i} position {p}: {diff}");
+            }
+        }
+        assert!(want.iter().any(|x| x.abs() > 0.5), "{name} is all small");
+    }
 }
 
 #[test]
@@ -448,4 +528,89 @@ fn pretraining_steps_whose_micro_batches_predict_nothing_do_not_fail() {
     assert!(records
         .iter()
         .all(|r| r["loss"].as_f64().unwrap().is_finite()));
+}
+
+#[test]
+fn text_only_sequences_train_beside_the_pairs_and_stay_in_the_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
+    assert_success(&tessera(&[
+        "data",
+        "scenes",
+        "--count",
+        "40",
+        "--seed",
+        "5",
+        "--output",
+        &p("sc"),
+    ]));
+    assert_success(&tessera(&[
+        "regions",
+        "--backbone",
+        "pixels",
+        "--boxes",
+        &p("sc"),
+        "--output",
+        &p("sc.safetensors"),
+    ]));
+    let days = "monday tuesday wednesday thursday friday saturday sunday";
+    let corpus: String = (0..50).map(|i| format!("{days} {i}\n\n")).collect();
+    write(tmp.path(), "corpus.txt", &corpus);
+    write(
+        tmp.path(),
+        "texts.toml",
+        "text_per_pair = 2\ntext_seq_len = 12\n",
+    );
+    let out = tessera(&[
+        "vlbert",
+        "pretrain",
+        "--data",
+        &p("sc"),
+        "--regions",
+        &p("sc.safetensors"),
+        "--text-corpus",
+        &p("corpus.txt"),
+        "--config",
+        &p("texts.toml"),
+        "--vocab",
+        "data/minilm",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--lr",
+        "2e-3",
+        "--run-dir",
+        &p("run"),
+        "--json",
+    ]);
+    assert_success(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("50 text-only lines (2 per pair)"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let records: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let loss = |r: &serde_json::Value| r["loss"].as_f64().unwrap();
+    assert!(
+        loss(records.last().unwrap()) < 0.9 * loss(&records[0]),
+        "{records:?}"
+    );
+    // The multitask network's embedding is saved under its official name and loads again.
+    let run = tmp.path().join("run");
+    let t = tensors(&run.join("model.safetensors"));
+    assert_eq!(t["aux_text_visual_embedding.weight"].0, vec![1, 64]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["WITH_TEXT_ONLY"], serde_json::json!(true));
+    assert_success(&tessera(&[
+        "vlbert",
+        "eval",
+        "--model",
+        &p("run"),
+        "--data",
+        &p("sc"),
+        "--regions",
+        &p("sc.safetensors"),
+    ]));
 }

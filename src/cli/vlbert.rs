@@ -173,6 +173,11 @@ pub struct PretrainArgs {
     pub valid_data: Option<PathBuf>,
     #[arg(long, requires = "valid_data")]
     pub valid_regions: Option<PathBuf>,
+    /// Text-only corpus, one text per line, mixed in as the official multitask pretraining
+    /// (`text_per_pair` sequences beside each pair; `text_seq_len`, `text_min_seq_len` in
+    /// --config); the model gains `aux_text_visual_embedding`.
+    #[arg(long)]
+    pub text_corpus: Option<PathBuf>,
     /// Start from a VL-BERT model directory.
     #[arg(long, conflicts_with_all = ["bert", "vocab"])]
     pub model: Option<PathBuf>,
@@ -467,6 +472,17 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
             cfg.visual_region_classes
         );
     }
+    let (model, mut cfg) = (model, cfg);
+    let texts = match &a.text_corpus {
+        Some(path) => Some(tessera::vlbert::train::TextCorpus::read(path, &tok)?),
+        None => None,
+    };
+    let model = if texts.is_some() {
+        tc.check_text_fits(&cfg)?;
+        model.with_text_only(&mut cfg, &device)
+    } else {
+        model
+    };
     let (train, _) = pair_corpus(&a.data, &a.regions, &cfg, &tok, &mut classes)?;
     let valid = match (&a.valid_data, &a.valid_regions) {
         (Some(d), Some(r)) => pair_corpus(d, r, &cfg, &tok, &mut classes)?.0,
@@ -477,11 +493,16 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         },
     };
     eprintln!(
-        "pretraining on {} pairs over {} images ({} held out), {} region classes",
+        "pretraining on {} pairs over {} images ({} held out), {} region classes{}",
         train.pairs.len(),
         train.images.len(),
         valid.pairs.len(),
-        n_classes
+        n_classes,
+        texts.as_ref().map_or(String::new(), |t| format!(
+            ", {} text-only lines ({} per pair)",
+            t.lines.len(),
+            tc.text_per_pair
+        ))
     );
     let run = RunDir::create(&a.run_dir)?;
     if !classes.is_empty() {
@@ -493,6 +514,7 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         &cfg,
         &tok,
         &train,
+        texts.as_ref(),
         &valid,
         &tc,
         &run,
@@ -835,6 +857,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                         mlm_targets: picked.iter().map(|&p| (p, ids[p])).collect(),
                         masked: chosen.clone(),
                         chosen,
+                        texts: vec![],
                     }
                 })
                 .collect();

@@ -198,6 +198,23 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Tokenise texts whole: no `[CLS]`/`[SEP]`, no cut (text-only corpora that are cut after
+    /// their lines are joined).
+    pub fn encode_plain(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {
+        let mut inner = self.inner.clone();
+        inner
+            .with_truncation(None)
+            .map_err(|e| anyhow!("truncation: {e}"))?;
+        let inputs: Vec<EncodeInput> = texts.iter().map(|t| EncodeInput::from(*t)).collect();
+        let encodings = inner
+            .encode_batch(inputs, false)
+            .map_err(|e| anyhow!("tokenisation failed: {e}"))?;
+        Ok(encodings
+            .into_iter()
+            .map(|e| e.get_ids().to_vec())
+            .collect())
+    }
+
     /// Pad to the longest sequence; the mask is 1 on real tokens.
     pub fn pad(&self, encoded: &[Encoded]) -> TokenBatch {
         let len = encoded

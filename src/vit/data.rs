@@ -103,8 +103,19 @@ pub fn image_batch(
     files: &[PathBuf],
     keep_raw: bool,
 ) -> Result<ImageBatch> {
+    image_batch_at(dir, mc, files, keep_raw, input_size(dir, mc)?)
+}
+
+/// [`image_batch`] at side `s` instead of the model's input side.
+pub fn image_batch_at(
+    dir: &std::path::Path,
+    mc: &VitConfig,
+    files: &[PathBuf],
+    keep_raw: bool,
+    s: usize,
+) -> Result<ImageBatch> {
     let (mean, std) = normalisation(dir, mc.num_channels)?;
-    let (s, c) = (input_size(dir, mc)?, mc.num_channels);
+    let c = mc.num_channels;
     let mut all = Vec::new();
     let mut raw = Vec::new();
     for f in files {

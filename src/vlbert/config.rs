@@ -79,6 +79,12 @@ pub struct VlBertConfig {
     /// official code tells the two networks apart by module, not by a flag.
     #[serde(rename = "WITH_GROUNDING_HEAD")]
     pub with_grounding_head: bool,
+    /// The multitask pretraining network (`ResNetVLBERTForPretrainingMultitask`, the official
+    /// `base_prec_4x16G_fp32` and `*_e2e_*` configs): text-only sequences see the learned
+    /// `aux_text_visual_embedding` where image-text pairs see the whole image. Tessera's key:
+    /// the official code tells the networks apart by module.
+    #[serde(rename = "WITH_TEXT_ONLY")]
+    pub with_text_only: bool,
     // --- sizes the official code hard-wires
     /// Appearance feature size F of the region files (2048 in the official code).
     pub object_feature_size: usize,
@@ -126,6 +132,7 @@ impl Default for VlBertConfig {
             answer_vocab_size: 0,
             classifier_dropout: 0.1,
             with_grounding_head: false,
+            with_text_only: false,
             object_feature_size: 2048,
             coordinate_embedding_dim: 256,
         }

@@ -32,6 +32,17 @@ pub struct PreparedRegions {
 }
 
 impl PreparedRegions {
+    /// No regions at all: the image side of a text-only sequence.
+    pub fn none() -> Self {
+        Self {
+            boxes: vec![],
+            features: vec![],
+            cls_prob: None,
+            width: 1.0,
+            height: 1.0,
+            order: vec![],
+        }
+    }
     pub fn len(&self) -> usize {
         self.boxes.len()
     }
@@ -194,11 +205,16 @@ pub struct Example<'a> {
     pub masked: &'a [bool],
 }
 
-/// Pad examples into a batch.
+/// Pad examples into a batch. An example with no regions is a text-only sequence.
 pub fn batch(examples: &[Example], cfg: &VlBertConfig) -> VlBatch {
     let n = examples.len();
     let t = examples.iter().map(|e| e.ids.len()).max().unwrap_or(1);
-    let r = examples.iter().map(|e| e.regions.len()).max().unwrap_or(1);
+    let r = examples
+        .iter()
+        .map(|e| e.regions.len())
+        .max()
+        .unwrap_or(1)
+        .max(1);
     let f = cfg.object_feature_size;
     let c = 8 * cfg.coordinate_embedding_dim;
     let mut b = VlBatch {
@@ -212,6 +228,7 @@ pub fn batch(examples: &[Example], cfg: &VlBertConfig) -> VlBatch {
         coordinates: vec![0.0; n * r * c],
         features: vec![0.0; n * r * f],
         masked_regions: vec![0.0; n * r],
+        text_only: examples.iter().map(|e| e.regions.is_empty()).collect(),
     };
     let mut coords = Vec::with_capacity(c);
     for (i, e) in examples.iter().enumerate() {

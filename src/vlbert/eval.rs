@@ -212,6 +212,7 @@ pub fn label_word_accuracy(
                 mlm_targets: targets,
                 chosen: vec![false; r],
                 masked: vec![false; r],
+                texts: vec![],
             }
         })
         .collect();

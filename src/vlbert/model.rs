@@ -139,6 +139,10 @@ pub struct VlBert {
     pub final_mlp: Option<VqaHead>,
     /// The grounding head (`final_mlp` of the RefCOCO+ network), with `WITH_GROUNDING_HEAD`.
     pub grounding: Option<GroundingHead>,
+    /// What a text-only sequence's tokens see in place of the whole image (the multitask
+    /// network's `aux_text_visual_embedding`, with `WITH_TEXT_ONLY`). Its width is `visual_size`
+    /// (the official code sizes it `hidden_size`: the two are equal in every official config).
+    pub aux_text_visual_embedding: Option<Embedding>,
     /// The Dropout(0.1) in front of `obj_downsample`.
     pub obj_dropout: Dropout,
     pub position_offset: i64,
@@ -163,6 +167,8 @@ pub struct VlBatch {
     pub features: Vec<f32>,
     /// [B, R]: 1.0 where a RoI is masked (masked-RoI classification), else 0.0.
     pub masked_regions: Vec<f32>,
+    /// Per row: a text-only sequence (no RoIs; its tokens see `aux_text_visual_embedding`).
+    pub text_only: Vec<bool>,
 }
 
 /// Hidden states of a batch.
@@ -285,6 +291,7 @@ impl VlBert {
                     .with_initializer(Initializer::XavierUniform { gain: 1.0 })
                     .init(device),
             }),
+            aux_text_visual_embedding: cfg.with_text_only.then(|| emb(1, cfg.visual_size)),
             obj_dropout: Dropout::new(0.1),
             position_offset: cfg.position_padding_idx + 1,
         }
@@ -292,6 +299,20 @@ impl VlBert {
 
     pub fn hidden_size(&self) -> usize {
         self.vlbert.word_embeddings.weight.dims()[1]
+    }
+
+    /// Turn a network into the multitask one (text-only sequences): a new
+    /// `aux_text_visual_embedding` from the official initialisation, unless it has one.
+    pub fn with_text_only(mut self, cfg: &mut VlBertConfig, device: &Device) -> Self {
+        if self.aux_text_visual_embedding.is_none() {
+            self.aux_text_visual_embedding = Some(
+                EmbeddingConfig::new(1, cfg.visual_size)
+                    .with_initializer(normal_init(cfg.initializer_range))
+                    .init(device),
+            );
+        }
+        cfg.with_text_only = true;
+        self
     }
 
     /// Region representations [B, R, visual_size] (`obj_downsample` of box embedding and
@@ -327,9 +348,23 @@ impl VlBert {
         let h = self.hidden_size();
         let reps = self.object_reps(b, device);
 
-        // Text: word + visual term of the whole image (RoI 0).
+        // Text: word + visual term of the whole image (RoI 0), or of the text-only embedding
+        // (zeros for a network without one).
         let ids = int_tensor(b.ids.iter().map(|&x| x as i64).collect(), [n, t], device);
         let mut image = reps.clone().narrow(1, 0, 1);
+        if b.text_only.iter().any(|&x| x) {
+            let m: Vec<f32> = b
+                .text_only
+                .iter()
+                .map(|&x| f32::from(u8::from(x)))
+                .collect();
+            let m: Tensor<3> = Tensor::from_data(TensorData::new(m, [n, 1, 1]), device);
+            image = image * m.clone().neg().add_scalar(1.0);
+            if let Some(aux) = &self.aux_text_visual_embedding {
+                let vs = aux.weight.dims()[1];
+                image = image + m * aux.weight.val().reshape([1, 1, vs]);
+            }
+        }
         if let Some(p) = &v.visual_1x1_text {
             image = linear(p, image);
         }

@@ -7,9 +7,15 @@
 //! (`MLM_LOSS_NORM_IN_BATCH_FIRST` / `MVRC_LOSS_NORM_IN_BATCH_FIRST` false, the official
 //! configs) and summed.
 //!
+//! Text-only sequences from a text corpus (the official multitask pretraining with
+//! `GeneralCorpus`: BooksCorpus and Wikipedia there) are optional: a line and the lines after it
+//! until `text_min_seq_len` words, whole-word masked, cut to `text_seq_len` tokens, with no
+//! `[CLS]`/`[SEP]` and no RoIs; their masked-LM loss is a third term (`mlm_loss_aux`).
+//!
 //! Named deviations: the random replacement token of the 10% is drawn from the whole
-//! vocabulary as the official `random.choice(vocab)`; the official pretraining also mixes
-//! text-only corpora, which this trainer does not (`text train` covers text alone).
+//! vocabulary as the official `random.choice(vocab)`; the text-only sequences of a batch are
+//! drawn at random from the corpus, `text_per_pair` per image-text pair (the official loader
+//! walks its own shuffled order, 32 texts beside 32 pairs per GPU).
 
 use super::config::VlBertConfig;
 use super::data::{batch, mask_whole_image_feature, Example, PreparedRegions};
@@ -51,6 +57,14 @@ pub struct PretrainConfig {
     pub mvrc_prob: f64,
     /// Share of the chosen boxes that are masked; the rest are predicted unmasked (0.9).
     pub mvrc_mask_prob: f64,
+    /// Text-only sequences per image-text pair in a batch, with a text corpus (official: 1,
+    /// `TRAIN.BATCH_IMAGES` [32, 32]).
+    pub text_per_pair: usize,
+    /// Tokens of a text-only sequence (`DATASET.SEQ_LEN`, 64).
+    pub text_seq_len: usize,
+    /// Words a text-only sequence gathers from the lines that follow before it is cut
+    /// (`DATASET.MIN_SEQ_LEN`, 64).
+    pub text_min_seq_len: usize,
     /// Keep the model of the best epoch by this metric; none: the last epoch's.
     pub selection: Option<Selection>,
 }
@@ -69,12 +83,26 @@ impl Default for PretrainConfig {
             mlm_prob: 0.15,
             mvrc_prob: 0.15,
             mvrc_mask_prob: 0.9,
+            text_per_pair: 1,
+            text_seq_len: 64,
+            text_min_seq_len: 64,
             selection: None,
         }
     }
 }
 
 impl PretrainConfig {
+    /// Text-only sequences of `text_seq_len` tokens fit the model's positions with `[END]`.
+    pub fn check_text_fits(&self, cfg: &VlBertConfig) -> Result<()> {
+        ensure!(
+            self.text_seq_len + 2 <= cfg.max_position_embeddings,
+            "text_seq_len {} does not fit the model's {} positions with [END] after it",
+            self.text_seq_len,
+            cfg.max_position_embeddings
+        );
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         use crate::core::validate::*;
         at_least_one("epochs (--epochs)", self.epochs)?;
@@ -85,6 +113,9 @@ impl PretrainConfig {
         proportion("mlm_prob", self.mlm_prob)?;
         proportion("mvrc_prob", self.mvrc_prob)?;
         proportion("mvrc_mask_prob", self.mvrc_mask_prob)?;
+        int_in("text_per_pair", self.text_per_pair, 0, 64)?;
+        at_least_one("text_seq_len", self.text_seq_len)?;
+        at_least_one("text_min_seq_len", self.text_min_seq_len)?;
         match &self.selection {
             Some(s) => s.validate(),
             None => Ok(()),
@@ -118,7 +149,54 @@ pub fn word_starts(tok: &TextTokenizer, ids: &[u32]) -> Vec<bool> {
         .collect()
 }
 
-/// A pair with its masking drawn.
+/// A text-only corpus (the official `GeneralCorpus`): its non-empty lines as WordPiece ids
+/// without `[CLS]`/`[SEP]`, with where each word starts.
+pub struct TextCorpus {
+    pub lines: Vec<(Vec<u32>, Vec<bool>)>,
+}
+
+impl TextCorpus {
+    /// Read `path`, one text per line (blank lines skipped, as the official reader); a line
+    /// that is not UTF-8 is an error naming it, and so is a corpus with no words.
+    pub fn read(path: &std::path::Path, tok: &TextTokenizer) -> Result<Self> {
+        use anyhow::Context;
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut texts = Vec::new();
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            let text = std::str::from_utf8(line)
+                .map_err(|e| anyhow::anyhow!("{}:{}: not UTF-8 ({e})", path.display(), i + 1))?;
+            if !text.trim().is_empty() {
+                texts.push(text.trim());
+            }
+        }
+        let lines: Vec<(Vec<u32>, Vec<bool>)> = tok
+            .encode_plain(&texts)?
+            .into_iter()
+            .filter(|ids| !ids.is_empty())
+            .map(|ids| {
+                let starts = word_starts(tok, &ids);
+                (ids, starts)
+            })
+            .collect();
+        ensure!(
+            !lines.is_empty(),
+            "{}: no text: a text corpus holds one text per line",
+            path.display()
+        );
+        Ok(Self { lines })
+    }
+}
+
+/// A text-only sequence with its masking drawn.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaskedText {
+    pub input: Vec<u32>,
+    /// (position, original token) to predict.
+    pub mlm_targets: Vec<(usize, u32)>,
+}
+
+/// A pair with its masking drawn (and the text-only sequences that go beside it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MaskedPair {
     pub pair: usize,
@@ -128,6 +206,7 @@ pub struct MaskedPair {
     /// Per RoI: chosen for prediction, and masked.
     pub chosen: Vec<bool>,
     pub masked: Vec<bool>,
+    pub texts: Vec<MaskedText>,
 }
 
 /// What masks are drawn from.
@@ -157,6 +236,40 @@ impl Masking {
             mlm_targets: m.targets,
             chosen,
             masked,
+            texts: vec![],
+        }
+    }
+
+    /// A text-only sequence as the official `GeneralCorpus.__getitem__`: line `start` and the
+    /// lines after it (cyclically) until `min_words` words, whole-word masked, then cut to
+    /// `seq_len` tokens.
+    pub fn draw_text<R: Rng>(
+        &self,
+        corpus: &TextCorpus,
+        start: usize,
+        seq_len: usize,
+        min_words: usize,
+        rng: &mut R,
+    ) -> MaskedText {
+        let (mut ids, mut starts) = (Vec::new(), Vec::new());
+        let mut words = 0;
+        let mut k = start % corpus.lines.len();
+        loop {
+            let (i, w) = &corpus.lines[k];
+            ids.extend_from_slice(i);
+            starts.extend_from_slice(w);
+            words += w.iter().filter(|&&x| x).count();
+            k = (k + 1) % corpus.lines.len();
+            if words >= min_words {
+                break;
+            }
+        }
+        let mut m = self.words.mask_whole_words(&ids, &starts, rng);
+        m.input.truncate(seq_len);
+        m.targets.retain(|&(p, _)| p < seq_len);
+        MaskedText {
+            input: m.input,
+            mlm_targets: m.targets,
         }
     }
 }
@@ -166,6 +279,9 @@ impl Masking {
 pub struct Losses {
     pub mlm: Option<Tensor<1>>,
     pub words: usize,
+    /// The text-only sequences' masked-LM loss and predicted words.
+    pub mlm_aux: Option<Tensor<1>>,
+    pub aux_words: usize,
     pub mvrc: Option<Tensor<1>>,
     pub rois: usize,
     /// Argmax predictions against targets, for accuracies: (word hits, RoI hits).
@@ -191,18 +307,31 @@ pub fn pretrain_losses(
             r
         })
         .collect();
-    let type_ids: Vec<Vec<u32>> = items.iter().map(|it| vec![0; it.input.len()]).collect();
-    let examples: Vec<Example> = items
+    let texts: Vec<&MaskedText> = items.iter().flat_map(|it| &it.texts).collect();
+    let longest = items
+        .iter()
+        .map(|it| it.input.len())
+        .chain(texts.iter().map(|x| x.input.len()))
+        .max()
+        .unwrap_or(0);
+    let zeros = vec![0u32; longest];
+    let no_regions = PreparedRegions::none();
+    let mut examples: Vec<Example> = items
         .iter()
         .zip(&regions)
-        .zip(&type_ids)
-        .map(|((it, r), ty)| Example {
+        .map(|(it, r)| Example {
             ids: &it.input,
-            type_ids: ty,
+            type_ids: &zeros[..it.input.len()],
             regions: r,
             masked: &it.masked,
         })
         .collect();
+    examples.extend(texts.iter().map(|x| Example {
+        ids: &x.input,
+        type_ids: &zeros[..x.input.len()],
+        regions: &no_regions,
+        masked: &[],
+    }));
     let b = batch(&examples, cfg);
     let out = model.forward(&b, device);
     let h = model.hidden_size();
@@ -238,6 +367,22 @@ pub fn pretrain_losses(
             .filter(|(i, &p)| p as usize == want(*i))
             .count()
     };
+    let mut aux_pos = Vec::new();
+    let mut aux_words = Vec::new();
+    for (j, x) in texts.iter().enumerate() {
+        for &(p, w) in &x.mlm_targets {
+            aux_pos.push(((items.len() + j) * t + p) as i64);
+            aux_words.push(w);
+        }
+    }
+    let mlm_aux = (!aux_words.is_empty())
+        .then(|| {
+            let n = aux_pos.len();
+            let idx: Tensor<1, Int> = Tensor::from_data(TensorData::new(aux_pos, [n]), device);
+            let rows = out.text.clone().reshape([b.batch * t, h]).select(0, idx);
+            model.mlm_logits(rows).map(|l| cross_entropy(l, &aux_words))
+        })
+        .flatten();
     let mut hits = (0, 0);
     let mlm = (!words.is_empty())
         .then(|| {
@@ -272,6 +417,8 @@ pub fn pretrain_losses(
     Losses {
         mlm,
         words: words.len(),
+        mlm_aux,
+        aux_words: aux_words.len(),
         mvrc,
         rois: roi_targets.len() / c.max(1),
         hits: count_hits.then_some(hits),
@@ -348,6 +495,7 @@ pub fn pretrain(
     cfg: &VlBertConfig,
     tok: &TextTokenizer,
     train: &PairCorpus,
+    texts: Option<&TextCorpus>,
     valid: &PairCorpus,
     train_cfg: &PretrainConfig,
     run: &RunDir,
@@ -356,6 +504,14 @@ pub fn pretrain(
 ) -> Result<trainer::TrainOutcome> {
     ensure!(!train.pairs.is_empty(), "no training pairs");
     train_cfg.validate()?;
+    let texts = texts.filter(|_| train_cfg.text_per_pair > 0);
+    ensure!(
+        texts.is_none() || model.aux_text_visual_embedding.is_some(),
+        "text-only sequences need the multitask network (WITH_TEXT_ONLY)"
+    );
+    if texts.is_some() {
+        train_cfg.check_text_fits(cfg)?;
+    }
     let settings = LoopSettings::standard(
         "tessera-vlbert-pretrain",
         "pretrain.toml",
@@ -376,8 +532,25 @@ pub fn pretrain(
         seed: c.seed,
         shuffle_stream: STREAM_SHUFFLE,
         draw_stream: STREAM_MASK,
-        draw: |i: usize, rng: &mut StdRng| masking.draw(train, i, rng),
-        counts: |m: &MaskedPair| vec![m.mlm_targets.len(), m.chosen.iter().filter(|&&c| c).count()],
+        draw: |i: usize, rng: &mut StdRng| {
+            let mut m = masking.draw(train, i, rng);
+            if let Some(corpus) = texts {
+                m.texts = (0..c.text_per_pair)
+                    .map(|_| {
+                        let start = rng.random_range(0..corpus.lines.len());
+                        masking.draw_text(corpus, start, c.text_seq_len, c.text_min_seq_len, rng)
+                    })
+                    .collect();
+            }
+            m
+        },
+        counts: |m: &MaskedPair| {
+            vec![
+                m.mlm_targets.len(),
+                m.chosen.iter().filter(|&&c| c).count(),
+                m.texts.iter().map(|x| x.mlm_targets.len()).sum(),
+            ]
+        },
         loss: |model: &VlBert, part: &[MaskedPair], counts: &[usize]| {
             let l = pretrain_losses(model, cfg, train, part, false, &ad);
             // A micro-batch may hold no prediction at all: a zero that still has a graph.
@@ -387,6 +560,9 @@ pub fn pretrain(
             }
             if let Some(x) = l.mvrc {
                 total = total + x.mul_scalar(l.rois as f64 / counts[1].max(1) as f64);
+            }
+            if let Some(x) = l.mlm_aux {
+                total = total + x.mul_scalar(l.aux_words as f64 / counts[2].max(1) as f64);
             }
             total
         },
