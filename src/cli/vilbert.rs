@@ -246,22 +246,13 @@ fn encode(
     cfg: &VilBertConfig,
     source: &str,
 ) -> Result<Vec<Vec<u32>>> {
-    let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
-    let encoded = tok.encode(&pairs)?;
-    let mut out = Vec::with_capacity(encoded.len());
-    for (i, e) in encoded.into_iter().enumerate() {
-        if e.truncated || e.ids.len() > cfg.max_text_len() {
-            bail!(
-                "{source}:{}: the text is longer than the model's {} positions allow ({} tokens \
-                 with [CLS] and [SEP] at most)",
-                i + 1,
-                cfg.max_position_embeddings,
-                cfg.max_text_len()
-            );
-        }
-        out.push(e.ids);
-    }
-    Ok(out)
+    let encoded = tok.encode_lines(
+        texts,
+        cfg.max_text_len(),
+        cfg.max_position_embeddings,
+        source,
+    )?;
+    Ok(encoded.into_iter().map(|e| e.ids).collect())
 }
 
 fn prepare_all(

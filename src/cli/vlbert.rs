@@ -920,6 +920,9 @@ fn finetune_model(
             let mut cfg = VlBertConfig::from_json_file(&dir.join("config.json"))?;
             cfg.answer_vocab_size = 0;
             cfg.with_grounding_head = false;
+            // The task networks have no text-only sequences (the official VQA and RefCOCO+
+            // networks have no `aux_text_visual_embedding`).
+            cfg.with_text_only = false;
             set_head(&mut cfg);
             cfg.validate()?;
             let tok = TextTokenizer::from_dir(dir, cfg.max_text_len())?;

@@ -198,6 +198,29 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Tokenise lines of `source` as `[CLS] text [SEP]`, each within `max_tokens`: a longer one
+    /// is an error naming its line (1-based) and the model's `positions`, never a silent cut.
+    pub fn encode_lines(
+        &self,
+        texts: &[String],
+        max_tokens: usize,
+        positions: usize,
+        source: &str,
+    ) -> Result<Vec<Encoded>> {
+        let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
+        let encoded = self.encode(&pairs)?;
+        for (i, e) in encoded.iter().enumerate() {
+            if e.truncated || e.ids.len() > max_tokens {
+                bail!(
+                    "{source}:{}: the text is longer than the model's {positions} positions \
+                     allow ({max_tokens} tokens with [CLS] and [SEP] at most)",
+                    i + 1
+                );
+            }
+        }
+        Ok(encoded)
+    }
+
     /// Tokenise texts whole: no `[CLS]`/`[SEP]`, no cut (text-only corpora that are cut after
     /// their lines are joined).
     pub fn encode_plain(&self, texts: &[&str]) -> Result<Vec<Vec<u32>>> {

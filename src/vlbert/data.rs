@@ -266,18 +266,10 @@ pub fn encode_texts(
     cfg: &VlBertConfig,
     source: &str,
 ) -> Result<Vec<Encoded>> {
-    let pairs: Vec<(&str, Option<&str>)> = texts.iter().map(|t| (t.as_str(), None)).collect();
-    let encoded = tok.encode(&pairs)?;
-    for (i, e) in encoded.iter().enumerate() {
-        if e.truncated || e.ids.len() > cfg.max_text_len() {
-            bail!(
-                "{source}:{}: the text is longer than the model's {} positions allow \
-                 ({} tokens with [CLS] and [SEP] at most, before the RoIs and [END])",
-                i + 1,
-                cfg.max_position_embeddings,
-                cfg.max_text_len()
-            );
-        }
-    }
-    Ok(encoded)
+    tok.encode_lines(
+        texts,
+        cfg.max_text_len(),
+        cfg.max_position_embeddings,
+        source,
+    )
 }
