@@ -276,15 +276,17 @@ ref = {"text_hidden": text_out * zt, "object_hidden": object_out * zo, "mlm_logi
 # --- the pretraining losses on a fixed masking -------------------------------------------------
 mask_id = tok.vocab["[MASK]"]
 mlm_positions = [[2, 5], [1], [3, 4, 9]]  # token positions (after [CLS]) whose word is masked
-masked_ids, mlm_labels = [], []
-for t, pos in zip(text_ids, mlm_positions):
-    t = list(t)
-    labels = [-1] * len(t)
-    for p in pos:
-        labels[p] = t[p]
-        t[p] = mask_id
-    masked_ids.append(t)
-    mlm_labels.append(labels)
+
+
+def mask_at(ids, positions):
+    """[MASK] at `positions`: (masked ids, labels with -1 elsewhere)."""
+    ids, labels = list(ids), [-1] * len(ids)
+    for p in positions:
+        labels[p], ids[p] = ids[p], mask_id
+    return ids, labels
+
+
+masked_ids, mlm_labels = map(list, zip(*[mask_at(t, pos) for t, pos in zip(text_ids, mlm_positions)]))
 mvrc_ops = [[0, 1, 0, 1, 0], [0, 0, 1, 0, 0, 0, 0], [0, 0, 1]]  # box 0 is the whole image
 boxes_feats, mvrc_labels = [], []
 for (b, f, probs, _), ops in zip(prepared, mvrc_ops):
@@ -323,15 +325,8 @@ ref["mvrc_loss"] = mvrc_loss.reshape(1)
 # GeneralCorpus gives word-piece ids with no [CLS]/[SEP]; masked positions fixed here.
 aux_texts = ["the child watches dogs on the grass", "a red bicycle near a busy street"]
 aux_positions = [[2, 3], [0, 3, 6]]
-aux_ids, aux_labels = [], []
-for s_, pos in zip(aux_texts, aux_positions):
-    t = tok.convert_tokens_to_ids(tok.tokenize(s_))
-    labels = [-1] * len(t)
-    for p in pos:
-        labels[p] = t[p]
-        t[p] = mask_id
-    aux_ids.append(t)
-    aux_labels.append(labels)
+aux_ids, aux_labels = map(list, zip(*[mask_at(tok.convert_tokens_to_ids(tok.tokenize(s_)), pos)
+                                       for s_, pos in zip(aux_texts, aux_positions)]))
 assert tok.vocab["[UNK]"] not in sum(aux_ids, [])
 with torch.no_grad():
     text3, _, mlm3, mvrc3, text_mask3, _ = forward(

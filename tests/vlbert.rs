@@ -485,17 +485,14 @@ fn predict_fills_masks_from_the_model_and_its_image() {
     assert!(scores.iter().all(|&s| s > 0.0 && s < 1.0), "{scores:?}");
 }
 
-#[test]
-fn pretraining_steps_whose_micro_batches_predict_nothing_do_not_fail() {
-    // Batches of 2 pairs are cut into micro-batches of one; many single captions draw no masked
-    // word and no masked region (a zero loss without a graph used to panic in backward).
-    let tmp = tempfile::tempdir().unwrap();
-    let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
+/// `count` generated scenes in `dir/sc` and their `pixels` regions in `dir/sc.safetensors`.
+fn scenes_with_regions(dir: &Path, count: &str) {
+    let p = |n: &str| dir.join(n).to_string_lossy().into_owned();
     assert_success(&tessera(&[
         "data",
         "scenes",
         "--count",
-        "12",
+        count,
         "--seed",
         "5",
         "--output",
@@ -510,6 +507,15 @@ fn pretraining_steps_whose_micro_batches_predict_nothing_do_not_fail() {
         "--output",
         &p("sc.safetensors"),
     ]));
+}
+
+#[test]
+fn pretraining_steps_whose_micro_batches_predict_nothing_do_not_fail() {
+    // Batches of 2 pairs are cut into micro-batches of one; many single captions draw no masked
+    // word and no masked region (a zero loss without a graph used to panic in backward).
+    let tmp = tempfile::tempdir().unwrap();
+    let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
+    scenes_with_regions(tmp.path(), "12");
     let out = tessera(&[
         "vlbert",
         "pretrain",
@@ -539,25 +545,7 @@ fn pretraining_steps_whose_micro_batches_predict_nothing_do_not_fail() {
 fn text_only_sequences_train_beside_the_pairs_and_stay_in_the_model() {
     let tmp = tempfile::tempdir().unwrap();
     let p = |n: &str| tmp.path().join(n).to_string_lossy().into_owned();
-    assert_success(&tessera(&[
-        "data",
-        "scenes",
-        "--count",
-        "40",
-        "--seed",
-        "5",
-        "--output",
-        &p("sc"),
-    ]));
-    assert_success(&tessera(&[
-        "regions",
-        "--backbone",
-        "pixels",
-        "--boxes",
-        &p("sc"),
-        "--output",
-        &p("sc.safetensors"),
-    ]));
+    scenes_with_regions(tmp.path(), "40");
     let days = "monday tuesday wednesday thursday friday saturday sunday";
     let corpus: String = (0..50).map(|i| format!("{days} {i}\n\n")).collect();
     write(tmp.path(), "corpus.txt", &corpus);
