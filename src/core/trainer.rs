@@ -141,6 +141,24 @@ where
     }
 }
 
+/// A [`DrawnTask`] micro-batch's loss: term `k` is a mean over the micro-batch's `n`
+/// predictions, weighted by `weight` and by `n / counts[k]`, its share of the whole batch's,
+/// so the batch's gradient is that of each loss's mean over the batch. A micro-batch may hold
+/// no prediction at all: a zero that still has a graph.
+pub fn weighted_batch_means(
+    terms: Vec<(Option<Tensor<1>>, usize, f64)>,
+    counts: &[usize],
+    device: &Device,
+) -> Tensor<1> {
+    let mut total = Tensor::<1>::zeros([1], device).require_grad();
+    for (k, (term, n, weight)) in terms.into_iter().enumerate() {
+        if let Some(x) = term {
+            total = total + x.mul_scalar(weight * (n as f64 / counts[k].max(1) as f64));
+        }
+    }
+    total
+}
+
 /// A batch of examples drawn for one step, with the number of predictions each loss makes in
 /// the whole batch (each loss is a mean over them, so a micro-batch's part is weighted by its
 /// own count over these).

@@ -475,19 +475,15 @@ pub fn pretrain(
         loss: |model: &VilBert, part: &[MaskedPair], counts: &[usize]| {
             let (b, t) = masked_batch(train, part);
             let l = losses_of_batch(model, &b, &t, false, &ad);
-            // Each loss is the mean over the whole batch's predictions.
-            let share = |n: usize, k: usize| n as f64 / counts[k].max(1) as f64;
-            let mut total = Tensor::<1>::zeros([1], &ad).require_grad();
-            if let Some(x) = l.mlm {
-                total = total + x.mul_scalar(share(l.words, 0));
-            }
-            if let Some(x) = l.region {
-                total = total + x.mul_scalar(c.img_weight * share(l.regions, 1));
-            }
-            if let Some(x) = l.alignment {
-                total = total + x.mul_scalar(share(l.pairs, 2));
-            }
-            total
+            trainer::weighted_batch_means(
+                vec![
+                    (l.mlm, l.words, 1.0),
+                    (l.region, l.regions, c.img_weight),
+                    (l.alignment, l.pairs, 1.0),
+                ],
+                counts,
+                &ad,
+            )
         },
         evaluate: |model: &VilBert| {
             if valid.pairs.is_empty() {

@@ -553,18 +553,15 @@ pub fn pretrain(
         },
         loss: |model: &VlBert, part: &[MaskedPair], counts: &[usize]| {
             let l = pretrain_losses(model, cfg, train, part, false, &ad);
-            // A micro-batch may hold no prediction at all: a zero that still has a graph.
-            let mut total = Tensor::<1>::zeros([1], &ad).require_grad();
-            if let Some(x) = l.mlm {
-                total = total + x.mul_scalar(l.words as f64 / counts[0].max(1) as f64);
-            }
-            if let Some(x) = l.mvrc {
-                total = total + x.mul_scalar(l.rois as f64 / counts[1].max(1) as f64);
-            }
-            if let Some(x) = l.mlm_aux {
-                total = total + x.mul_scalar(l.aux_words as f64 / counts[2].max(1) as f64);
-            }
-            total
+            trainer::weighted_batch_means(
+                vec![
+                    (l.mlm, l.words, 1.0),
+                    (l.mvrc, l.rois, 1.0),
+                    (l.mlm_aux, l.aux_words, 1.0),
+                ],
+                counts,
+                &ad,
+            )
         },
         evaluate: |model: &VlBert| {
             if valid.pairs.is_empty() {
