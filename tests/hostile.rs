@@ -456,6 +456,7 @@ impl Fixtures {
         write(d, "vl_blank.txt", "\n  \n\t\n");
         std::fs::write(d.join("vl_latin1.txt"), b"a dog\nna\xefve caf\xe9\n").unwrap();
         write(d, "vl_text_len.toml", "text_seq_len = 100000\n");
+        write(d, "vl_min_words.toml", "text_min_seq_len = 1000000000000\n");
         f
     }
 }
@@ -661,6 +662,7 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("regions grid 0", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--grid", "0", "--output", &p("r.safetensors")], &["--grid"]),
         case("regions of 0 boxes", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--max-boxes", "0", "--output", &p("r.safetensors")], &["--max-boxes"]),
         case("regions at an image size off the patch grid", &["regions", "--backbone", &tiny_dino, "--input", &p("digit.png"), "--grid", "2", "--image-size", "30", "--output", &p("r.safetensors")], &["--image-size 30", "patch size 8"]),
+        case("regions at a huge image size", &["regions", "--backbone", &tiny_dino, "--input", &p("digit.png"), "--grid", "2", "--image-size", "1600000000", "--output", &p("r.safetensors")], &["--image-size 1600000000", "4096"]),
         case("regions image size for a detector", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--image-size", "64", "--output", &p("r.safetensors")], &["--image-size", "ViT"]),
         case("regions backbone missing", &["regions", "--backbone", "no-such-backbone", "--input", &p("digit.png"), "--output", &p("r.safetensors")], &["no-such-backbone"]),
         case("regions without images", &["regions", "--backbone", &tiny_det, "--output", &p("r.safetensors")], &["--input"]),
@@ -678,6 +680,7 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vlbert pretrain with mlm_prob 2", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--config", &p("vl_mlm2.toml"), "--run-dir", &p("vl_run")], &["mlm_prob"]),
         case("vlbert pretrain 0 epochs", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--epochs", "0", "--run-dir", &p("vl_run")], &["--epochs"]),
         case("vlbert pretrain on a caption longer than the positions", &["vlbert", "pretrain", "--data", &p("vl_long"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--run-dir", &p("vl_run")], &["vl_long", "positions"]),
+        case("vlbert pretrain joining lines forever", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("vl_one.txt"), "--config", &p("vl_min_words.toml"), "--run-dir", &p("vl_run")], &["text_min_seq_len"]),
         case("vlbert pretrain on a blank text corpus", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("vl_blank.txt"), "--run-dir", &p("vl_run")], &["vl_blank.txt", "no text"]),
         case("vlbert pretrain on a text corpus that is not UTF-8", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("vl_latin1.txt"), "--run-dir", &p("vl_run")], &["vl_latin1.txt:2", "UTF-8"]),
         case("vlbert pretrain on a text corpus that is missing", &["vlbert", "pretrain", "--data", &p("vl_corpus"), "--regions", &p("vl.safetensors"), "--vocab", &vocab, "--text-corpus", &p("nope.txt"), "--run-dir", &p("vl_run")], &["nope.txt"]),

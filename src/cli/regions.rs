@@ -121,6 +121,11 @@ pub fn run(a: RegionsArgs) -> Result<()> {
         let mc = VitConfig::from_json_file(&dir.join("config.json"))?;
         let model = load_hf(&mc, &dir.join("model.safetensors"), &device)?;
         let side = match a.image_size {
+            Some(s) if s > 4096 => bail!(
+                "--image-size {s}: at most 4096 (a {}-patch grid is already {} tokens)",
+                mc.patch_size,
+                (4096 / mc.patch_size).pow(2)
+            ),
             Some(s) if s % mc.patch_size != 0 => bail!(
                 "--image-size {s} is not a multiple of the backbone's patch size {}",
                 mc.patch_size

@@ -115,7 +115,8 @@ impl PretrainConfig {
         proportion("mvrc_mask_prob", self.mvrc_mask_prob)?;
         int_in("text_per_pair", self.text_per_pair, 0, 64)?;
         at_least_one("text_seq_len", self.text_seq_len)?;
-        at_least_one("text_min_seq_len", self.text_min_seq_len)?;
+        // Lines are joined until this many words: a bound keeps a typo from joining forever.
+        int_in("text_min_seq_len", self.text_min_seq_len, 1, 4096)?;
         match &self.selection {
             Some(s) => s.validate(),
             None => Ok(()),
