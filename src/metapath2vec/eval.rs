@@ -255,65 +255,20 @@ pub fn classify(
     rows
 }
 
-/// Lloyd's k-means with k-means++ seeding; returns cluster assignments.
+/// k-means++ and Lloyd (`core::kmeans`, scikit-learn's rules) on the rows of `x`; returns
+/// cluster assignments.
 pub fn kmeans<R: Rng>(x: &[Vec<f64>], k: usize, iters: usize, rng: &mut R) -> Vec<usize> {
-    let n = x.len();
-    let dist = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(p, q)| (p - q) * (p - q)).sum::<f64>();
-    let mut centers: Vec<Vec<f64>> = vec![x[rng.random_range(0..n)].clone()];
-    let mut d2: Vec<f64> = x.iter().map(|p| dist(p, &centers[0])).collect();
-    while centers.len() < k {
-        let total: f64 = d2.iter().sum();
-        let next = if total <= 0.0 {
-            rng.random_range(0..n)
-        } else {
-            let mut t = rng.random::<f64>() * total;
-            let mut pick = n - 1;
-            for (i, &v) in d2.iter().enumerate() {
-                if t < v {
-                    pick = i;
-                    break;
-                }
-                t -= v;
-            }
-            pick
-        };
-        centers.push(x[next].clone());
-        for (i, p) in x.iter().enumerate() {
-            d2[i] = d2[i].min(dist(p, &centers[centers.len() - 1]));
-        }
+    let d = x.first().map_or(0, Vec::len);
+    let flat: Vec<f32> = x.iter().flatten().map(|&v| v as f32).collect();
+    let opt = crate::core::kmeans::Lloyd {
+        max_iter: iters,
+        tol: 1e-4,
+    };
+    match crate::core::kmeans::kmeans(&flat, d, k, opt, rng) {
+        Ok(km) => km.labels.iter().map(|&l| l as usize).collect(),
+        // Fewer points than clusters, or no features: every point its own cluster.
+        Err(_) => (0..x.len()).collect(),
     }
-    let mut assign = vec![0usize; n];
-    for _ in 0..iters {
-        let mut changed = false;
-        for (i, p) in x.iter().enumerate() {
-            let best = (0..k)
-                .map(|c| (c, dist(p, &centers[c])))
-                .min_by(|a, b| a.1.total_cmp(&b.1))
-                .map_or(0, |(c, _)| c);
-            if best != assign[i] {
-                assign[i] = best;
-                changed = true;
-            }
-        }
-        let d = x[0].len();
-        let mut sums = vec![vec![0f64; d]; k];
-        let mut counts = vec![0usize; k];
-        for (i, p) in x.iter().enumerate() {
-            counts[assign[i]] += 1;
-            for j in 0..d {
-                sums[assign[i]][j] += p[j];
-            }
-        }
-        for c in 0..k {
-            if counts[c] > 0 {
-                centers[c] = sums[c].iter().map(|s| s / counts[c] as f64).collect();
-            }
-        }
-        if !changed {
-            break;
-        }
-    }
-    assign
 }
 
 /// Normalised mutual information with the arithmetic-mean normaliser (scikit-learn's default).
