@@ -166,3 +166,215 @@ fn hierarchical_words_descend_to_the_leaf_each_point_was_fitted_to() {
         HierarchicalKMeans::fit(&x, d, 3, 4, Lloyd::default(), 1).unwrap()
     );
 }
+
+fn tessera(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// Ink box (pixels above `threshold`) of a frame.
+fn ink_box(frame: &image::RgbImage, threshold: u8) -> Option<[f32; 4]> {
+    let (mut x1, mut y1, mut x2, mut y2) = (u32::MAX, u32::MAX, 0, 0);
+    for (x, y, p) in frame.enumerate_pixels() {
+        if p[1] > threshold {
+            x1 = x1.min(x);
+            y1 = y1.min(y);
+            x2 = x2.max(x + 1);
+            y2 = y2.max(y + 1);
+        }
+    }
+    (x1 != u32::MAX).then_some([x1 as f32, y1 as f32, x2 as f32, y2 as f32])
+}
+
+fn centre(b: &[f32; 4]) -> (f32, f32) {
+    ((b[0] + b[2]) / 2.0, (b[1] + b[3]) / 2.0)
+}
+
+fn area(b: &[f32; 4]) -> f32 {
+    (b[2] - b[0]) * (b[3] - b[1])
+}
+
+#[test]
+fn generated_videos_show_what_their_ground_truth_says() {
+    use tessera::corpora::videos::read_ground_truth;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v");
+    common::assert_success(&tessera(&[
+        "data",
+        "videos",
+        "--output",
+        out.to_str().unwrap(),
+        "--count",
+        "16",
+        "--seed",
+        "3",
+    ]));
+    let truth = read_ground_truth(&out).unwrap();
+    assert_eq!(truth.len(), 16);
+    let (mut frames, mut close) = (0, 0);
+    let mut verbs_seen = std::collections::BTreeSet::new();
+    for gt in &truth {
+        // The decoded MP4 (lossy H.264) against the box of the drawn frame.
+        let mut r = FrameReader::open(&out.join(&gt.file), None, None).unwrap();
+        let mut decoded = Vec::new();
+        while let Some(f) = r.next_frame().unwrap() {
+            decoded.push(f);
+        }
+        assert_eq!(decoded.len(), gt.boxes.len(), "{}: frame count", gt.video);
+        assert!((decoded.len() as f64 / gt.fps as f64 - gt.duration).abs() < 1e-6);
+        for (f, want) in decoded.iter().zip(&gt.boxes) {
+            let want = want.expect("an object in every frame");
+            let got = ink_box(f, 25).expect("ink in every frame");
+            frames += 1;
+            if got.iter().zip(&want).all(|(a, b)| (a - b).abs() <= 2.0) {
+                close += 1;
+            }
+        }
+        // Each verb does what it says between its step's first and last frame.
+        for s in &gt.steps {
+            verbs_seen.insert(s.verb.clone());
+            let f0 = (s.start * gt.fps as f64).round() as usize;
+            let f1 = (s.end * gt.fps as f64).round() as usize - 1;
+            let (a, b) = (gt.boxes[f0].unwrap(), gt.boxes[f1].unwrap());
+            let (ca, cb) = (centre(&a), centre(&b));
+            let bright = |f: usize| decoded[f].pixels().map(|p| p[1]).max().unwrap();
+            let mid = gt.boxes[(f0 + f1) / 2].unwrap();
+            let ok = match s.verb.as_str() {
+                "slide left" => cb.0 < ca.0 - 12.0 && (cb.1 - ca.1).abs() < 3.0,
+                "slide right" => cb.0 > ca.0 + 12.0 && (cb.1 - ca.1).abs() < 3.0,
+                "lift" => cb.1 < ca.1 - 12.0 && (cb.0 - ca.0).abs() < 3.0,
+                "drop" => cb.1 > ca.1 + 12.0 && (cb.0 - ca.0).abs() < 3.0,
+                "grow" => area(&b) > 2.5 * area(&a),
+                "shrink" => area(&a) > 2.5 * area(&b),
+                "fade" => (bright(f0) as f32) > 2.5 * bright(f1) as f32,
+                // Mid-flip the object is seen edge-on: narrow.
+                "flip" => (mid[2] - mid[0]) < 0.6 * (a[2] - a[0]),
+                // A whole turn brings it back; half a turn has it upside down.
+                "spin" => {
+                    let diff = |x: usize, y: usize| -> f64 {
+                        decoded[x]
+                            .pixels()
+                            .zip(decoded[y].pixels())
+                            .map(|(p, q)| (p[1] as f64 - q[1] as f64).abs())
+                            .sum()
+                    };
+                    diff(f0, (f0 + f1) / 2) > 3.0 * diff(f0, f1)
+                }
+                other => panic!("unknown verb {other}"),
+            };
+            assert!(
+                ok,
+                "{} {} {}: {a:?} -> {mid:?} -> {b:?}",
+                gt.video, s.verb, s.object
+            );
+        }
+    }
+    assert!(
+        close as f64 >= 0.97 * frames as f64,
+        "{close} of {frames} boxes within 2 px"
+    );
+    assert!(verbs_seen.len() >= 7, "{verbs_seen:?}");
+}
+
+#[test]
+fn narration_lies_within_its_stated_noise_and_both_readers_agree() {
+    use tessera::corpora::narration::{read_narration_tsv, read_youcook2};
+    use tessera::corpora::videos::{phrase, read_ground_truth};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("v");
+    common::assert_success(&tessera(&[
+        "data",
+        "videos",
+        "--output",
+        out.to_str().unwrap(),
+        "--count",
+        "60",
+        "--seed",
+        "5",
+        "--max-shift",
+        "0.8",
+    ]));
+    let truth = read_ground_truth(&out).unwrap();
+    let asr = read_narration_tsv(&out.join("narration.tsv")).unwrap();
+    let yc = read_youcook2(&out.join("youcook2.json")).unwrap();
+    assert_eq!(yc.len(), 60);
+    let (mut unsaid, mut steps, mut fillers) = (0, 0, 0);
+    for gt in &truth {
+        let said = asr.get(&gt.video).cloned().unwrap_or_default();
+        for seg in &said {
+            assert!(
+                seg.start >= 0.0 && seg.end <= gt.duration + 1e-3,
+                "{}: {seg:?}",
+                gt.video
+            );
+        }
+        let mut step_sentences = 0;
+        for s in &gt.steps {
+            steps += 1;
+            match s.narration_shift {
+                None => unsaid += 1,
+                Some(shift) => {
+                    assert!(shift.abs() <= 0.8 + 1e-9, "{}: shift {shift}", gt.video);
+                    let p = phrase(&s.verb, &s.object);
+                    assert!(
+                        said.iter()
+                            .any(|g| g.text.contains(&p)
+                                && (g.start - (s.start + shift)).abs() < 2e-3),
+                        "{}: `{p}` not said at {}",
+                        gt.video,
+                        s.start + shift
+                    );
+                    step_sentences += 1;
+                }
+            }
+        }
+        assert_eq!(said.len(), step_sentences + gt.fillers, "{}", gt.video);
+        fillers += gt.fillers;
+        // YouCook2 layout: the true steps, clean.
+        let v = yc.iter().find(|v| v.id == gt.video).unwrap();
+        assert_eq!(v.subset, "training");
+        assert_eq!(v.segments.len(), gt.steps.len());
+        for (seg, s) in v.segments.iter().zip(&gt.steps) {
+            assert!((seg.start - s.start).abs() < 1e-3 && (seg.end - s.end).abs() < 1e-3);
+            assert_eq!(seg.text, phrase(&s.verb, &s.object));
+        }
+    }
+    // The default noise: a fifth of steps unsaid, half a filler per video slot.
+    let frac = unsaid as f64 / steps as f64;
+    assert!((0.08..0.35).contains(&frac), "{unsaid} of {steps} unsaid");
+    assert!(
+        fillers > 20 && fillers < 100,
+        "{fillers} fillers in 60 videos"
+    );
+}
+
+#[test]
+fn train_and_test_videos_share_no_source_image() {
+    use std::collections::HashSet;
+    use tessera::corpora::scenes::{load_sources, Split};
+    use tessera::corpora::videos::{plan, VideoConfig};
+    let cfg = VideoConfig::default();
+    let digits = Path::new("data/mnist-5k/mnist_5k.csv.gz");
+    let fashion = Path::new("data/fashion-mnist");
+    let mut seen: Vec<HashSet<Vec<u8>>> = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        let src = load_sources(digits, fashion, split).unwrap();
+        let mut images = HashSet::new();
+        for i in 0..400 {
+            for s in plan(&src, &cfg, 0, i).steps {
+                let set = if s.source.0 == 1 {
+                    &src.fashion
+                } else {
+                    &src.digits
+                };
+                let px = set.image(s.source.1);
+                images.insert(px.iter().map(|v| (v * 255.0).round() as u8).collect());
+            }
+        }
+        seen.push(images);
+    }
+    assert!(seen[0].len() > 500 && seen[1].len() > 500);
+    assert_eq!(seen[0].intersection(&seen[1]).count(), 0);
+}

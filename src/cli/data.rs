@@ -21,6 +21,12 @@ pub enum Command {
     Show(ShowArgs),
     /// Write easy-VQA or COCO as an annotated-image corpus (annotations.jsonl).
     Import(ImportArgs),
+    /// Generate narrated how-to videos (MP4) of real digits and articles that slide, lift,
+    /// drop, spin, grow, shrink, fade and flip, with ASR-style narration, YouCook2-style step
+    /// annotations and the ground truth.
+    Videos(super::video::VideosArgs),
+    /// A contact sheet of a video's frames with its narration (and ground truth) under them.
+    ShowVideo(super::video::ShowVideoArgs),
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy)]
@@ -102,6 +108,8 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Scenes(a) => scenes(a),
         Command::Show(a) => show(a),
         Command::Import(a) => import(a),
+        Command::Videos(a) => super::video::videos(a),
+        Command::ShowVideo(a) => super::video::show_video(a),
     }
 }
 

@@ -15,6 +15,7 @@ mod detect;
 mod metapath2vec;
 mod regions;
 mod text;
+mod video;
 mod vilbert;
 mod vit;
 mod vl;
@@ -70,8 +71,8 @@ pub enum ModelCommand {
     /// Region features for VL-BERT and ViLBERT: boxes (detector, annotations or a grid) and
     /// RoIAlign features of a detector or ViT/DINOv2 backbone, in safetensors, TSV or npz.
     Regions(regions::RegionsArgs),
-    /// Image–text corpora: generated scenes with known answers, a look at one image, easy-VQA
-    /// and COCO in the annotated-image format.
+    /// Image–text and video corpora: generated scenes and narrated videos with known answers, a
+    /// look at one image or video, easy-VQA and COCO in the annotated-image format.
     #[command(subcommand)]
     Data(data::Command),
 }

@@ -165,9 +165,22 @@ impl FrameReader {
         })
     }
 
-    /// Seconds at which frame `i` is shown.
+    /// Seconds at which delivered frame `i` is shown (its timestamp, `i / rate`).
     pub fn time_of(&self, i: usize) -> f64 {
         i as f64 / self.rate
+    }
+
+    /// Seconds at which the source frame behind delivered frame `i` was shown. ffmpeg's `fps`
+    /// filter gives output frame `i` the last source frame before `(i + 0.5) / rate`, so the
+    /// picture can be up to half an output period later than its timestamp (a source of constant
+    /// rate starting at 0 assumed).
+    pub fn source_time(&self, i: usize) -> f64 {
+        let fps = self.info.fps;
+        if (self.rate - fps).abs() < 1e-9 {
+            return i as f64 / fps;
+        }
+        let k = ((i as f64 + 0.5) / self.rate * fps - 1e-9).ceil() - 1.0;
+        k.max(0.0) / fps
     }
 
     /// The next frame, `None` at the end; an error names the file when ffmpeg fails part way.

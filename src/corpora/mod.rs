@@ -6,4 +6,6 @@
 pub mod annotated;
 pub mod coco;
 pub mod easy_vqa;
+pub mod narration;
 pub mod scenes;
+pub mod videos;
