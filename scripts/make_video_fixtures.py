@@ -10,7 +10,8 @@ transformers and safetensors from PyPI (a virtualenv).
   frame's RGB bytes as imageio-ffmpeg (its own static ffmpeg build) decodes it.
 - clip_features_reference.safetensors: DINOv2 clip features of carphone_pristine.mp4 (frames
   sampled at 4 a second, scaled to 112 x 112 by ffmpeg, ImageNet-normalised, the layer-normed
-  class token of each frame averaged over each 1.5 s clip), computed by transformers.
+  class token of each frame averaged over each 1.5 s clip; a frame belongs to the clip in which
+  its source frame was shown), computed by transformers.
 """
 
 import hashlib
@@ -79,9 +80,15 @@ with torch.no_grad():
     cls = model(pixel_values=torch.from_numpy(np.ascontiguousarray(x))).last_hidden_state[:, 0]
 cls = cls.numpy()
 clips = int(np.floor(len(fs) / (rate * clip_seconds) + 1e-9))
+# The picture behind output frame i is the last source frame shown before (i + 0.5) / rate
+# (ffmpeg's fps filter); it decides the clip.
+source_fps = 30000 / 1001
+shown = [
+    (np.ceil((i + 0.5) / rate * source_fps - 1e-9) - 1) / source_fps for i in range(len(fs))
+]
 feats = []
 for c in range(clips):
-    idx = [i for i in range(len(fs)) if c * clip_seconds <= i / rate < (c + 1) * clip_seconds]
+    idx = [i for i in range(len(fs)) if c * clip_seconds <= shown[i] + 1e-9 < (c + 1) * clip_seconds]
     feats.append(cls[idx].mean(0))
 feats = np.stack(feats).astype(np.float32)
 save_file(

@@ -11,6 +11,7 @@ pub mod detect;
 pub mod metapath2vec;
 pub mod regions;
 pub mod text;
+pub mod video;
 pub mod vilbert;
 pub mod vit;
 pub mod vlbert;

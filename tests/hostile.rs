@@ -457,6 +457,104 @@ impl Fixtures {
         std::fs::write(d.join("vl_latin1.txt"), b"a dog\nna\xefve caf\xe9\n").unwrap();
         write(d, "vl_text_len.toml", "text_seq_len = 100000\n");
         write(d, "vl_min_words.toml", "text_min_seq_len = 1000000000000\n");
+
+        // Video: two generated videos, their features from the tiny DINOv2 and a 2 x 2 codebook;
+        // a corrupt video, a half-second video, .npy features of rank 3 and of another size,
+        // narration past the videos' end, a narration line of three fields, a YouCook2 file
+        // whose segment ends before it starts.
+        ok(&[
+            "data",
+            "videos",
+            "--output",
+            &f.p("vids"),
+            "--count",
+            "2",
+            "--seed",
+            "1",
+        ]);
+        let dino = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dinov2-tiny");
+        ok(&[
+            "video",
+            "features",
+            "--backbone",
+            dino.to_str().unwrap(),
+            "--input",
+            &f.p("vids"),
+            "--output",
+            &f.p("feats"),
+        ]);
+        ok(&[
+            "video",
+            "codebook",
+            "--features",
+            &f.p("feats"),
+            "--levels",
+            "2",
+            "--k",
+            "2",
+            "--output",
+            &f.p("book.safetensors"),
+        ]);
+        std::fs::write(
+            d.join("vid_corrupt.mp4"),
+            b"\x00\x00\x00\x18ftypmp42 this is not a video",
+        )
+        .unwrap();
+        let short = std::process::Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "color=c=gray:s=64x64:d=0.5:r=10",
+                "-c:v",
+                "libx264",
+                "-pix_fmt",
+                "yuv420p",
+            ])
+            .arg(d.join("short.mp4"))
+            .status()
+            .unwrap();
+        assert!(short.success());
+        std::fs::create_dir_all(d.join("npy3")).unwrap();
+        std::fs::write(
+            d.join("npy3/rank3.npy"),
+            tessera::core::npy::npy_bytes_f32(&[2, 3, 4], &[0.5; 24]),
+        )
+        .unwrap();
+        std::fs::create_dir_all(d.join("npy5")).unwrap();
+        std::fs::write(
+            d.join("npy5/v.npy"),
+            tessera::core::npy::npy_bytes_f32(
+                &[10, 5],
+                &(0..50).map(|i| i as f32).collect::<Vec<_>>(),
+            ),
+        )
+        .unwrap();
+        ok(&[
+            "video",
+            "codebook",
+            "--features",
+            &f.p("npy5"),
+            "--npy-rate",
+            "1",
+            "--levels",
+            "1",
+            "--k",
+            "2",
+            "--output",
+            &f.p("book5.safetensors"),
+        ]);
+        write(d, "late.tsv", "000000\t100\t105\tnow we lift the bag\n");
+        write(d, "three.tsv", "000000\t1.0\tlift the bag\n");
+        write(
+            d,
+            "yc_bad.json",
+            r#"{"database": {"000000": {"subset": "training", "recipe_type": "1", "annotations": [{"segment": [5, 2], "sentence": "lift the bag", "id": 0}]}}}"#,
+        );
+        std::fs::create_dir_all(d.join("novids")).unwrap();
         f
     }
 }
@@ -715,6 +813,33 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("vilbert bench with 10^14 regions", &["vilbert", "bench", "--regions", "99999999999999"], &["--regions", "memory"]),
         case("vlbert bench with a batch of 10^11", &["vlbert", "bench", "--batch", "99999999999"], &["--batch", "memory"]),
         case("regions pixels:0", &["regions", "--backbone", "pixels:0", "--boxes", &p("vl_corpus"), "--output", &p("r.safetensors")], &["pixels:0"]),
+        // Video.
+        case("video features of a missing video", &["video", "features", "--backbone", &tiny_dino, "--input", &p("nope.mp4"), "--output", &p("vf")], &["nope.mp4"]),
+        case("video features of a corrupt video", &["video", "features", "--backbone", &tiny_dino, "--input", &p("vid_corrupt.mp4"), "--output", &p("vf")], &["vid_corrupt.mp4", "not a readable video"]),
+        case("video features of a video shorter than one clip", &["video", "features", "--backbone", &tiny_dino, "--input", &p("short.mp4"), "--output", &p("vf")], &["short.mp4", "shorter than one"]),
+        case("video features of a folder without videos", &["video", "features", "--backbone", &tiny_dino, "--input", &p("novids"), "--output", &p("vf")], &["novids", "no video files"]),
+        case("video features with 0-second clips", &["video", "features", "--backbone", &tiny_dino, "--input", &p("vids"), "--clip-seconds", "0", "--output", &p("vf")], &["--clip-seconds"]),
+        case("video features at NaN frames a second", &["video", "features", "--backbone", &tiny_dino, "--input", &p("vids"), "--frame-rate", "NaN", "--output", &p("vf")], &["--frame-rate"]),
+        case("video features at an image size off the patch grid", &["video", "features", "--backbone", &tiny_dino, "--input", &p("vids"), "--image-size", "30", "--output", &p("vf")], &["--image-size 30", "patch size 8"]),
+        case("video features from a detector", &["video", "features", "--backbone", &tiny_det, "--input", &p("vids"), "--output", &p("vf")], &["not a ViT/DINOv2"]),
+        case("video codebook with k 1", &["video", "codebook", "--features", &p("feats"), "--k", "1", "--output", &p("b.safetensors")], &["--k"]),
+        case("video codebook of 10^12 words", &["video", "codebook", "--features", &p("feats"), "--k", "1000", "--levels", "4", "--output", &p("b.safetensors")], &["--k 1000", "words"]),
+        case("video codebook of more clusters than clips", &["video", "codebook", "--features", &p("feats"), "--k", "500", "--levels", "1", "--output", &p("b.safetensors")], &["feats", "clips"]),
+        case("video codebook on .npy of rank 3", &["video", "codebook", "--features", &p("npy3"), "--npy-rate", "1", "--output", &p("b.safetensors")], &["rank3.npy", "rank-3"]),
+        case("video codebook on .npy without a rate", &["video", "codebook", "--features", &p("npy5"), "--output", &p("b.safetensors")], &["v.npy", "--npy-rate"]),
+        case("video codebook on .npy at a negative rate", &["video", "codebook", "--features", &p("npy5"), "--npy-rate=-2", "--output", &p("b.safetensors")], &["--npy-rate"]),
+        case("video tokenize with narration past the video", &["video", "tokenize", "--codebook", &p("book.safetensors"), "--features", &p("feats"), "--narration", &p("late.tsv"), "--output", &p("w.jsonl")], &["late.tsv", "000000", "outside"]),
+        case("video tokenize with a narration line of 3 fields", &["video", "tokenize", "--codebook", &p("book.safetensors"), "--features", &p("feats"), "--narration", &p("three.tsv"), "--output", &p("w.jsonl")], &["three.tsv:1", "4"]),
+        case("video tokenize with a YouCook2 segment ending first", &["video", "tokenize", "--codebook", &p("book.safetensors"), "--features", &p("feats"), "--narration", &p("yc_bad.json"), "--output", &p("w.jsonl")], &["yc_bad.json", "annotations[0].segment"]),
+        case("video tokenize with a codebook of another size", &["video", "tokenize", "--codebook", &p("book5.safetensors"), "--features", &p("feats"), "--output", &p("w.jsonl")], &["book5.safetensors", "32", "5"]),
+        case("video tokenize with a codebook that is no codebook", &["video", "tokenize", "--codebook", &p("vl.safetensors"), "--features", &p("feats"), "--output", &p("w.jsonl")], &["vl.safetensors", "levels"]),
+        case("0 videos", &["data", "videos", "--output", &p("vv"), "--count", "0"], &["--count"]),
+        case("videos of an odd side", &["data", "videos", "--output", &p("vv"), "--count", "1", "--size", "65"], &["--size 65", "even"]),
+        case("videos too small for a slide", &["data", "videos", "--output", &p("vv"), "--count", "1", "--size", "40"], &["--size"]),
+        case("videos with 2 as a fraction unnarrated", &["data", "videos", "--output", &p("vv"), "--count", "1", "--unnarrated", "2"], &["--unnarrated"]),
+        case("videos shifted by 10^9 seconds", &["data", "videos", "--output", &p("vv"), "--count", "1", "--max-shift", "1e9"], &["--max-shift"]),
+        case("show a video past the corpus", &["data", "show-video", &p("vids"), "--index", "9", "--output", &p("s.png")], &["--index 9"]),
+        case("show a video at 0 frames a second", &["data", "show-video", &p("vids"), "--rate", "0", "--output", &p("s.png")], &["--rate"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),
         case("plot a metric no run logs", &["plot", &b4r, "--metric", "nonsense", "--output", &p("c.png")], &["nonsense"]),

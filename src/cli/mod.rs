@@ -75,6 +75,10 @@ pub enum ModelCommand {
     /// look at one image or video, easy-VQA and COCO in the annotated-image format.
     #[command(subcommand)]
     Data(data::Command),
+    /// Video features and visual words for VideoBERT and CBT: clip features from a ViT/DINOv2
+    /// backbone, a hierarchical k-means codebook, videos as visual words beside their narration.
+    #[command(subcommand)]
+    Video(video::Command),
 }
 
 #[derive(Args, Debug)]
@@ -265,5 +269,6 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Detect(a) => detect::run(a),
         ModelCommand::Regions(a) => regions::run(a),
         ModelCommand::Data(cmd) => data::run(cmd),
+        ModelCommand::Video(cmd) => video::run(cmd),
     }
 }

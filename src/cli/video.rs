@@ -340,3 +340,323 @@ pub fn show_video(a: ShowVideoArgs) -> Result<()> {
     );
     Ok(())
 }
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Clip features of videos: a ViT/DINOv2 backbone's class token averaged over the frames of
+    /// each clip, one <video>.safetensors ([T, D] and clip times) per video.
+    Features(FeaturesArgs),
+    /// VideoBERT's visual vocabulary: hierarchical k-means (levels x k) over clip features.
+    Codebook(CodebookArgs),
+    /// Map clip features to visual words (descending the codebook's tree) and write them beside
+    /// the narration, a video a line (JSONL).
+    Tokenize(TokenizeArgs),
+}
+
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Features(a) => features(a),
+        Command::Codebook(a) => codebook(a),
+        Command::Tokenize(a) => tokenize(a),
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct FeaturesArgs {
+    /// A ViT / DINOv2 model directory (a bare name is looked up under data/, e.g. dinov2-s14),
+    /// or a `vit train` run directory.
+    #[arg(long, default_value = "dinov2-s14")]
+    pub backbone: String,
+    /// Videos: files, directories (their .mp4, .mkv, .webm, .avi, .mov) or a video corpus
+    /// directory (its videos/).
+    #[arg(long, required = true, num_args = 1..)]
+    pub input: Vec<PathBuf>,
+    /// Seconds per clip (VideoBERT, CBT: 1.5).
+    #[arg(long, default_value_t = 1.5)]
+    pub clip_seconds: f64,
+    /// Frames sampled per second.
+    #[arg(long, default_value_t = 4.0)]
+    pub frame_rate: f64,
+    /// Side frames are scaled to, a multiple of the patch size [default: the model's input
+    /// size]. 112 suits 64 x 64 videos.
+    #[arg(long, value_parser = super::at_least_one())]
+    pub image_size: Option<usize>,
+    /// Output directory (one <video>.safetensors per video).
+    #[arg(long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+const VIDEO_EXTENSIONS: [&str; 6] = ["mp4", "mkv", "webm", "avi", "mov", "m4v"];
+
+/// Video files of the inputs, in order, with their ids (file stems, which must be unique).
+fn video_files(inputs: &[PathBuf]) -> Result<Vec<(PathBuf, String)>> {
+    let mut files = Vec::new();
+    for p in inputs {
+        if p.is_dir() {
+            let dir = if p.join("videos").is_dir() && p.join("groundtruth.jsonl").is_file() {
+                p.join("videos")
+            } else {
+                p.clone()
+            };
+            let mut v: Vec<PathBuf> = std::fs::read_dir(&dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| {
+                    f.extension().is_some_and(|e| {
+                        VIDEO_EXTENSIONS.contains(&e.to_string_lossy().to_lowercase().as_str())
+                    })
+                })
+                .collect();
+            if v.is_empty() {
+                bail!(
+                    "{}: no video files (.mp4, .mkv, .webm, .avi, .mov) inside",
+                    dir.display()
+                );
+            }
+            v.sort();
+            files.extend(v);
+        } else if p.is_file() {
+            files.push(p.clone());
+        } else {
+            bail!("{}: no such video file or directory", p.display());
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    let mut out = Vec::with_capacity(files.len());
+    for f in files {
+        let id = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if let Some(prev) = seen.insert(id.clone(), f.clone()) {
+            bail!(
+                "{} and {} have the same video id `{id}`: features are written per id",
+                prev.display(),
+                f.display()
+            );
+        }
+        out.push((f, id));
+    }
+    Ok(out)
+}
+
+fn features(a: FeaturesArgs) -> Result<()> {
+    use tessera::video::features::{extract, write_clip_features, ClipSampling, FrameEncoder};
+    tessera::core::device::set_threads(a.common.threads);
+    let sampling = ClipSampling {
+        clip_seconds: a.clip_seconds,
+        frame_rate: a.frame_rate,
+    };
+    sampling.validate()?;
+    let device = tessera::core::device::device_from_name(&a.common.device)?;
+    let files = video_files(&a.input)?;
+    let dir = super::regions::resolve_model_dir(&a.backbone)?;
+    let enc = FrameEncoder::load(&dir, a.image_size, &device)?;
+    std::fs::create_dir_all(&a.output)
+        .with_context(|| format!("cannot create {}", a.output.display()))?;
+    let pb = progress::bar(files.len() as u64, "features", a.common.json);
+    let start = std::time::Instant::now();
+    let mut clips = 0usize;
+    for (path, id) in &files {
+        let f = extract(&enc, path, id, &sampling)?;
+        clips += f.len();
+        write_clip_features(&a.output, &f, &enc.name, &sampling)?;
+        pb.inc(1);
+    }
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let summary = serde_json::json!({
+        "videos": files.len(), "clips": clips, "dim": enc.dim, "seconds": secs,
+        "clips_per_second": clips as f64 / secs, "output": a.output,
+    });
+    if a.common.json {
+        println!("{summary}");
+    } else {
+        eprintln!(
+            "wrote {clips} clip features ({} values) of {} videos to {} ({:.1} clips/s)",
+            enc.dim,
+            files.len(),
+            a.output.display(),
+            clips as f64 / secs
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct CodebookArgs {
+    /// Clip features: a directory of <video>.safetensors (`video features`) or .npy [T, D].
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Clips a second of .npy features (S3D features of 1.5 s clips: 0.6667).
+    #[arg(long)]
+    pub npy_rate: Option<f64>,
+    /// Tree depth (VideoBERT: 4).
+    #[arg(long, default_value_t = 4, value_parser = super::at_least_one())]
+    pub levels: usize,
+    /// Clusters per node (VideoBERT: 12; 4 x 12 gives 20,736 words).
+    #[arg(long, default_value_t = 12)]
+    pub k: usize,
+    /// Most Lloyd iterations per node.
+    #[arg(long, default_value_t = 300, value_parser = super::at_least_one())]
+    pub max_iter: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Codebook to write (.safetensors).
+    #[arg(long)]
+    pub output: PathBuf,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+fn npy_rate_ok(r: Option<f64>) -> Result<()> {
+    if let Some(r) = r {
+        if !(r.is_finite() && r > 0.0 && r <= 1000.0) {
+            bail!("--npy-rate {r}: give clips a second above 0 and at most 1000");
+        }
+    }
+    Ok(())
+}
+
+fn codebook(a: CodebookArgs) -> Result<()> {
+    use tessera::core::kmeans::{HierarchicalKMeans, Lloyd};
+    tessera::core::device::set_threads(a.common.threads);
+    npy_rate_ok(a.npy_rate)?;
+    tessera::core::validate::int_in("--k", a.k, 2, 4096)?;
+    tessera::core::validate::int_in("--levels", a.levels, 1, 8)?;
+    let words = (a.k as f64).powi(a.levels as i32);
+    if words > 16_777_216.0 {
+        bail!(
+            "--k {} --levels {}: {words:.3e} words, more than 2^24 (VideoBERT: 12 x 4 = 20,736)",
+            a.k,
+            a.levels
+        );
+    }
+    let videos = tessera::video::features::read_feature_dir(&a.features, a.npy_rate)?;
+    let dim = videos[0].dim;
+    let x: Vec<f32> = videos
+        .iter()
+        .flat_map(|v| v.features.iter().copied())
+        .collect();
+    let n = x.len() / dim;
+    if n < a.k {
+        bail!("{}: {n} clips for {} clusters", a.features.display(), a.k);
+    }
+    let start = std::time::Instant::now();
+    let hkm = HierarchicalKMeans::fit(
+        &x,
+        dim,
+        a.levels,
+        a.k,
+        Lloyd {
+            max_iter: a.max_iter,
+            tol: 1e-4,
+        },
+        a.seed,
+    )?;
+    let secs = start.elapsed().as_secs_f64();
+    tessera::video::words::save_codebook(&a.output, &hkm)?;
+    let used = hkm.counts[a.levels - 1].iter().filter(|&&c| c > 0).count();
+    let summary = serde_json::json!({
+        "videos": videos.len(), "clips": n, "dim": dim, "levels": a.levels, "k": a.k,
+        "words": hkm.words(), "words_used": used, "seconds": secs,
+    });
+    if a.common.json {
+        println!("{summary}");
+    } else {
+        eprintln!(
+            "wrote a codebook of {} words ({used} used by the {n} clips) to {} in {secs:.1} s",
+            hkm.words(),
+            a.output.display()
+        );
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct TokenizeArgs {
+    /// Codebook (`video codebook`).
+    #[arg(long)]
+    pub codebook: PathBuf,
+    /// Clip features: a directory of <video>.safetensors or .npy, or one file.
+    #[arg(long)]
+    pub features: PathBuf,
+    /// Clips a second of .npy features.
+    #[arg(long)]
+    pub npy_rate: Option<f64>,
+    /// Narration: a TSV (video_id, start, end, text) or a YouCook2 annotation JSON.
+    #[arg(long)]
+    pub narration: Option<PathBuf>,
+    /// JSONL to write: per video its words, clip times and narration.
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+fn tokenize(a: TokenizeArgs) -> Result<()> {
+    use tessera::corpora::narration::{check_within, read_youcook2};
+    npy_rate_ok(a.npy_rate)?;
+    let hkm = tessera::video::words::load_codebook(&a.codebook)?;
+    let videos = tessera::video::features::read_feature_dir(&a.features, a.npy_rate)?;
+    if videos[0].dim != hkm.dim {
+        bail!(
+            "{}: features of {} values; the codebook {} clusters {}",
+            a.features.display(),
+            videos[0].dim,
+            a.codebook.display(),
+            hkm.dim
+        );
+    }
+    let narration: Option<Narration> = match &a.narration {
+        None => None,
+        Some(p) if p.extension().is_some_and(|e| e == "json") => Some(
+            read_youcook2(p)?
+                .into_iter()
+                .map(|v| (v.id, v.segments))
+                .collect(),
+        ),
+        Some(p) => Some(read_narration_tsv(p)?),
+    };
+    let mut out = String::new();
+    let mut narrated = 0;
+    for v in &videos {
+        let segs = narration
+            .as_ref()
+            .and_then(|n| n.get(&v.video))
+            .cloned()
+            .unwrap_or_default();
+        if let Some(p) = &a.narration {
+            check_within(p, &v.video, &segs, v.duration)?;
+        }
+        narrated += usize::from(!segs.is_empty());
+        let words: Vec<u32> = (0..v.len()).map(|t| hkm.word(v.row(t))).collect();
+        out.push_str(&serde_json::to_string(&serde_json::json!({
+            "video": v.video, "duration": v.duration, "words": words, "times": v.times,
+            "narration": segs,
+        }))?);
+        out.push('\n');
+    }
+    write_atomic(&a.output, out.as_bytes())?;
+    if let Some(n) = &narration {
+        let ids: std::collections::HashSet<&str> =
+            videos.iter().map(|v| v.video.as_str()).collect();
+        let orphans = n.keys().filter(|k| !ids.contains(k.as_str())).count();
+        if orphans > 0 {
+            eprintln!(
+                "warning: {orphans} narrated videos of {} have no features in {}",
+                a.narration
+                    .as_ref()
+                    .map_or(String::new(), |p| p.display().to_string()),
+                a.features.display()
+            );
+        }
+    }
+    eprintln!(
+        "wrote visual words of {} videos ({narrated} with narration, {} words in the codebook) to {}",
+        videos.len(),
+        hkm.words(),
+        a.output.display()
+    );
+    Ok(())
+}

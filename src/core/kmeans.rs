@@ -155,10 +155,10 @@ fn mean_variance(x: &[f32], d: usize) -> f64 {
 
 /// Lloyd's iterations from the given `[k, d]` centres.
 pub fn lloyd(x: &[f32], d: usize, init: &[f32], opt: Lloyd) -> Result<KMeans> {
-    if d == 0 || x.is_empty() || x.len() % d != 0 {
+    if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
         bail!("k-means needs a non-empty [n, d] matrix");
     }
-    if init.is_empty() || init.len() % d != 0 {
+    if init.is_empty() || !init.len().is_multiple_of(d) {
         bail!("k-means needs [k, {d}] initial centres");
     }
     if x.iter().any(|v| !v.is_finite()) {
@@ -308,7 +308,7 @@ impl HierarchicalKMeans {
         if (k as f64).powi(levels as i32) > 16_777_216.0 {
             bail!("{levels} levels of {k} give more than 2^24 words");
         }
-        if d == 0 || x.is_empty() || x.len() % d != 0 {
+        if d == 0 || x.is_empty() || !x.len().is_multiple_of(d) {
             bail!("k-means needs a non-empty [n, d] matrix");
         }
         if x.iter().any(|v| !v.is_finite()) {

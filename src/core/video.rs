@@ -265,7 +265,7 @@ impl VideoWriter {
     /// `crf` is x264's quality (0 lossless luma, 18 visually lossless). One encoder thread and
     /// bit-exact flags make the file depend on the frames only.
     pub fn create(path: &Path, width: u32, height: u32, fps: u32, crf: u32) -> Result<Self> {
-        if width % 2 != 0 || height % 2 != 0 {
+        if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
             bail!(
                 "{}: H.264 in yuv420p needs even sides, not {width}x{height}",
                 path.display()

@@ -276,9 +276,9 @@ pub fn check_within(source: &Path, video: &str, segments: &[Segment], duration: 
             return Err(InputError::new(
                 source,
                 0,
-                Some(video),
+                None,
                 format!(
-                    "narration {:.2}-{:.2} s (\"{}\") lies outside the video's {duration:.2} s",
+                    "video `{video}`: narration {:.2}-{:.2} s (\"{}\") lies outside the video's {duration:.2} s",
                     s.start, s.end, s.text
                 ),
             )

@@ -110,7 +110,7 @@ impl VideoConfig {
             self.max_side + TRAVEL as usize + 2,
             1024,
         )?;
-        if self.size % 2 != 0 {
+        if !self.size.is_multiple_of(2) {
             bail!("--size {}: H.264 needs an even side", self.size);
         }
         int_in("--fps", self.fps as usize, 1, 60)?;
