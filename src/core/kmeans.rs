@@ -225,9 +225,20 @@ pub fn kmeans_plus_plus<R: Rng>(x: &[f32], d: usize, k: usize, rng: &mut R) -> V
     let n = x.len() / d;
     let trials = 2 + (k as f64).ln().floor() as usize;
     let row = |i: usize| &x[i * d..(i + 1) * d];
+    // Squared distances as ||x||^2 + ||c||^2 - 2 x.c (scikit-learn's euclidean_distances),
+    // clamped at 0.
+    let norms: Vec<f32> = x.par_chunks(d).map(|p| dot(p, p)).collect();
+    let dist_to = |c: usize| -> Vec<f64> {
+        let cr = row(c);
+        (0..n)
+            .into_par_iter()
+            .with_min_len(CHUNK)
+            .map(|i| ((norms[i] + norms[c] - 2.0 * dot(row(i), cr)) as f64).max(0.0))
+            .collect()
+    };
     let first = rng.random_range(0..n);
     let mut centres = row(first).to_vec();
-    let mut closest: Vec<f64> = (0..n).map(|i| sq_dist(row(i), row(first))).collect();
+    let mut closest: Vec<f64> = dist_to(first);
     let mut potential: f64 = closest.iter().sum();
     while centres.len() / d < k {
         // Candidates drawn with probability proportional to the squared distance.
@@ -247,10 +258,12 @@ pub fn kmeans_plus_plus<R: Rng>(x: &[f32], d: usize, k: usize, rng: &mut R) -> V
             })
             .collect();
         let scored: Vec<(f64, Vec<f64>)> = candidates
-            .par_iter()
+            .iter()
             .map(|&cand| {
-                let dist: Vec<f64> = (0..n)
-                    .map(|i| closest[i].min(sq_dist(row(i), row(cand))))
+                let dist: Vec<f64> = dist_to(cand)
+                    .into_iter()
+                    .zip(&closest)
+                    .map(|(a, &b)| a.min(b))
                     .collect();
                 (dist.iter().sum(), dist)
             })
@@ -406,10 +419,16 @@ fn split_node(
         }
         return Ok((centres, members));
     }
-    let mut sub = Vec::with_capacity(idx.len() * d);
-    for &i in idx {
-        sub.extend_from_slice(&x[i as usize * d..(i as usize + 1) * d]);
-    }
+    // The root holds every point in order: cluster `x` itself rather than a copy.
+    let sub: std::borrow::Cow<[f32]> = if idx.len() * d == x.len() {
+        std::borrow::Cow::Borrowed(x)
+    } else {
+        let mut v = Vec::with_capacity(idx.len() * d);
+        for &i in idx {
+            v.extend_from_slice(&x[i as usize * d..(i as usize + 1) * d]);
+        }
+        std::borrow::Cow::Owned(v)
+    };
     let stream = (level as u64) << 40 | node as u64;
     let mut rng = rng_for(seed, STREAM_HKM, stream);
     let km = kmeans(&sub, d, k, opt, &mut rng)?;

@@ -112,3 +112,15 @@ where
     }
     (total.grads(), loss_sum)
 }
+
+/// `n` rows cut into one contiguous slice `(lo, hi)` per worker thread (at most `n` slices):
+/// inference of a small batch runs faster as one graph per thread than as one graph whose
+/// matrix products are split (the element-wise kernels are single-threaded, see above).
+pub fn row_slices(n: usize) -> Vec<(usize, usize)> {
+    let workers = rayon::current_num_threads().min(n).max(1);
+    let per = n.div_ceil(workers);
+    (0..workers)
+        .map(|w| ((w * per).min(n), ((w + 1) * per).min(n)))
+        .filter(|(lo, hi)| lo < hi)
+        .collect()
+}

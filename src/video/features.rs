@@ -18,6 +18,7 @@ use crate::core::video::FrameReader;
 use crate::vit::config::VitConfig;
 use crate::vit::model::{load_hf, Vit};
 use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
 use burn::tensor::{Device, Tensor, TensorData};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -134,7 +135,18 @@ impl FrameEncoder {
             Some(s) => s,
             None => crate::vit::data::input_size(dir, &mc)?,
         };
-        let model = load_hf(&mc, &dir.join("model.safetensors"), device)?;
+        let mut model = load_hf(&mc, &dir.join("model.safetensors"), device)?;
+        // Every frame has the same grid: interpolate the position embeddings once, not per
+        // forward (the same values `Vit::forward` would compute).
+        let grid = side / mc.patch_size;
+        let pos = model.embeddings.position_embeddings.val();
+        let positions = pos.dims()[1];
+        let trained = ((positions - 1) as f64).sqrt().round() as usize;
+        if positions != 1 + grid * grid && trained * trained == positions - 1 {
+            model.embeddings.position_embeddings = burn::module::Param::from_tensor(
+                crate::vit::model::interpolate_positions(pos, trained, grid, grid),
+            );
+        }
         let (mean, std) = crate::vit::data::normalisation(dir, 3)?;
         Ok(Self {
             model,
@@ -169,16 +181,25 @@ impl FrameEncoder {
                 );
             }
         }
-        let x = Tensor::from_data(
-            TensorData::new(pixels, [frames.len(), 3, s, s]),
-            &self.device,
-        );
-        let out = self.model.forward(x)?;
-        out.pooler_output
-            .into_data()
-            .convert::<f32>()
-            .try_into_vec()
-            .map_err(|e| anyhow::anyhow!("{e:?}"))
+        let n = frames.len();
+        let x: Tensor<4> = Tensor::from_data(TensorData::new(pixels, [n, 3, s, s]), &self.device);
+        // One slice of the frames per worker thread (see core::parallel::row_slices).
+        let parts: Vec<Result<Vec<f32>>> = crate::core::parallel::row_slices(n)
+            .into_par_iter()
+            .map(|(lo, hi)| {
+                let out = self.model.forward(x.clone().narrow(0, lo, hi - lo))?;
+                out.pooler_output
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n * self.dim);
+        for p in parts {
+            out.extend(p?);
+        }
+        Ok(out)
     }
 }
 
