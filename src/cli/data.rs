@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use tessera::core::draw::{class_colour, draw_boxes, write_png, LabelledBox};
 use tessera::core::progress;
 use tessera::corpora::annotated::{read_corpus, write_annotations, Annotation};
-use tessera::corpora::scenes::{generate, load_sources, SceneConfig, Split, RELATIONS};
+use tessera::corpora::scenes::{generate, load_sources, SceneConfig, Sources, Split, RELATIONS};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -47,7 +47,16 @@ pub struct ScenesArgs {
     /// Canvas side in pixels.
     #[arg(long, default_value_t = 96)]
     pub size: usize,
-    /// Which source images: train scenes use the training images, test scenes the test images.
+    #[command(flatten)]
+    pub sources: SourceArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// The real images generated corpora (scenes, videos) draw from, and which split of them.
+#[derive(Args, Debug)]
+pub struct SourceArgs {
+    /// Which source images: the training images, or the test images (for a test corpus).
     #[arg(long, value_enum, default_value = "train")]
     pub split: SplitArg,
     /// MNIST digits (`scripts/fetch-data.sh mnist-5k`).
@@ -56,8 +65,20 @@ pub struct ScenesArgs {
     /// Fashion-MNIST IDX directory (`scripts/fetch-data.sh fashion-mnist`).
     #[arg(long, default_value = "data/fashion-mnist")]
     pub fashion: PathBuf,
-    #[command(flatten)]
-    pub common: Common,
+}
+
+impl SourceArgs {
+    /// The split's images, and the corpus seed for it: the test split's is offset, so that one
+    /// seed gives different train and test corpora.
+    pub fn load(&self, seed: u64) -> Result<(Sources, Split, u64)> {
+        let split = match self.split {
+            SplitArg::Train => Split::Train,
+            SplitArg::Test => Split::Test,
+        };
+        let src = load_sources(&self.digits, &self.fashion, split)?;
+        let seed = seed.wrapping_add(if split == Split::Test { 1 << 32 } else { 0 });
+        Ok((src, split, seed))
+    }
 }
 
 #[derive(Args, Debug)]
@@ -124,18 +145,10 @@ fn scenes(a: ScenesArgs) -> Result<()> {
         "--count scenes of --size pixels (annotations held in memory)",
         a.count as f64 * 2048.0,
     )?;
-    let split = match a.split {
-        SplitArg::Train => Split::Train,
-        SplitArg::Test => Split::Test,
-    };
-    let src = load_sources(&a.digits, &a.fashion, split)?;
+    let (src, _, seed) = a.sources.load(a.seed)?;
     let images = a.output.join("images");
     std::fs::create_dir_all(&images)
         .with_context(|| format!("cannot create {}", images.display()))?;
-    // The seed of the other split is offset, so that train and test scenes differ even with one seed.
-    let seed = a
-        .seed
-        .wrapping_add(if split == Split::Test { 1 << 32 } else { 0 });
     let pb = progress::bar(a.count as u64, "scenes", a.common.json);
     let annotations: Vec<Annotation> = (0..a.count)
         .into_par_iter()

@@ -2,7 +2,6 @@
 //! (a contact sheet), and `tessera video features|codebook|tokenize` (clip features from an
 //! image backbone, VideoBERT's hierarchical k-means visual words).
 
-use super::data::SplitArg;
 use super::Common;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -16,7 +15,6 @@ use tessera::core::video::{FrameReader, VideoWriter};
 use tessera::corpora::narration::{
     narration_tsv, read_narration_tsv, youcook2_json, AnnotatedVideo, Narration, Segment,
 };
-use tessera::corpora::scenes::{load_sources, Split};
 use tessera::corpora::videos::{plan, render, subset, GroundTruth, VideoConfig, VERBS};
 
 #[derive(Args, Debug)]
@@ -44,15 +42,8 @@ pub struct VideosArgs {
     /// Chance of each of up to two unrelated filler sentences per video.
     #[arg(long, default_value_t = 0.5)]
     pub filler: f64,
-    /// Which source images: train videos use the training images, test videos the test images.
-    #[arg(long, value_enum, default_value = "train")]
-    pub split: SplitArg,
-    /// MNIST digits (`scripts/fetch-data.sh mnist-5k`).
-    #[arg(long, default_value = "data/mnist-5k/mnist_5k.csv.gz")]
-    pub digits: PathBuf,
-    /// Fashion-MNIST IDX directory (`scripts/fetch-data.sh fashion-mnist`).
-    #[arg(long, default_value = "data/fashion-mnist")]
-    pub fashion: PathBuf,
+    #[command(flatten)]
+    pub sources: super::data::SourceArgs,
     #[command(flatten)]
     pub common: Common,
 }
@@ -72,17 +63,9 @@ pub fn videos(a: VideosArgs) -> Result<()> {
         "--count videos (ground truth held in memory)",
         a.count as f64 * (cfg.max_seconds * cfg.fps as f64 * 40.0 + 4096.0),
     )?;
-    let split = match a.split {
-        SplitArg::Train => Split::Train,
-        SplitArg::Test => Split::Test,
-    };
-    let src = load_sources(&a.digits, &a.fashion, split)?;
+    let (src, split, seed) = a.sources.load(a.seed)?;
     let dir = a.output.join("videos");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    // As the scenes: the test split's seed is offset, so one seed gives different videos.
-    let seed = a
-        .seed
-        .wrapping_add(if split == Split::Test { 1 << 32 } else { 0 });
     let pb = progress::bar(a.count as u64, "videos", a.common.json);
     let made: Vec<(GroundTruth, Vec<Segment>)> = (0..a.count)
         .into_par_iter()

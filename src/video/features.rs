@@ -18,8 +18,8 @@ use crate::core::video::FrameReader;
 use crate::vit::config::VitConfig;
 use crate::vit::model::{load_hf, Vit};
 use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
 use burn::tensor::{Device, Tensor, TensorData};
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
