@@ -520,3 +520,28 @@ fn a_vit_model_directory_gives_clip_features_too() {
     // Different scenes give different features.
     assert!(common::max_diff(f.row(0), f.row(5)) > 1e-3);
 }
+
+#[test]
+fn a_video_never_repeats_a_filler_sentence() {
+    use tessera::corpora::scenes::{load_sources, Split};
+    use tessera::corpora::videos::{plan, VideoConfig};
+    let src = load_sources(
+        Path::new("data/mnist-5k/mnist_5k.csv.gz"),
+        Path::new("data/fashion-mnist"),
+        Split::Train,
+    )
+    .unwrap();
+    let cfg = VideoConfig {
+        filler: 1.0,
+        ..VideoConfig::default()
+    };
+    for i in 0..200 {
+        let p = plan(&src, &cfg, 0, i);
+        assert_eq!(p.fillers, 2);
+        let mut texts: Vec<&str> = p.narration.iter().map(|s| s.text.as_str()).collect();
+        let n = texts.len();
+        texts.sort();
+        texts.dedup();
+        assert_eq!(texts.len(), n, "video {i}: {:?}", p.narration);
+    }
+}

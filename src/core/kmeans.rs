@@ -329,15 +329,18 @@ impl HierarchicalKMeans {
         }
         let n = x.len() / d;
         let mut members: Vec<Vec<u32>> = vec![(0..n as u32).collect()];
-        let mut parent_centres: Vec<f32> = vec![0f32; d];
-        let mut centres = Vec::with_capacity(levels);
+        let root = vec![0f32; d];
+        let mut centres: Vec<Vec<f32>> = Vec::with_capacity(levels);
         let mut counts = Vec::with_capacity(levels);
         for level in 0..levels {
             let nodes: Vec<(Vec<f32>, Vec<Vec<u32>>)> = members
                 .par_iter()
                 .enumerate()
                 .map(|(node, idx)| {
-                    let parent = &parent_centres[node * d..(node + 1) * d];
+                    let parent = match centres.last() {
+                        Some(c) => &c[node * d..(node + 1) * d],
+                        None => &root[..],
+                    };
                     split_node(x, d, idx, parent, k, opt, seed, level, node)
                 })
                 .collect::<Result<_>>()?;
@@ -348,7 +351,6 @@ impl HierarchicalKMeans {
                 next.extend(m);
             }
             counts.push(next.iter().map(|m| m.len() as u64).collect());
-            parent_centres = level_centres.clone();
             centres.push(level_centres);
             members = next;
         }

@@ -259,15 +259,22 @@ pub fn plan(src: &Sources, cfg: &VideoConfig, seed: u64, index: usize) -> VideoP
         });
     }
     let mut fillers = 0;
+    let mut last_filler = None;
     for _ in 0..2 {
         if rng.random_bool(cfg.filler) {
             fillers += 1;
             let len = rng.random_range(1.5..=2.5);
             let start = rng.random_range(0.0..=(duration - len));
+            // Two fillers of one video say different things.
+            let mut f = rng.random_range(0..FILLERS.len());
+            if last_filler == Some(f) {
+                f = (f + 1) % FILLERS.len();
+            }
+            last_filler = Some(f);
             narration.push(Segment {
                 start,
                 end: start + len,
-                text: FILLERS.choose(&mut rng).expect("fillers").to_string(),
+                text: FILLERS[f].to_string(),
             });
         }
     }

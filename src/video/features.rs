@@ -229,13 +229,13 @@ pub fn extract(
         );
     }
     let mut features = Vec::new();
-    let mut sums: Vec<Vec<f32>> = Vec::new();
+    let mut means: Vec<Vec<f32>> = Vec::new();
     let mut pending: Vec<image::RgbImage> = Vec::new();
     let mut current = 0usize;
     let mut i = 0usize;
-    let flush = |frames: &mut Vec<image::RgbImage>, sums: &mut Vec<Vec<f32>>| -> Result<()> {
+    let flush = |frames: &mut Vec<image::RgbImage>, means: &mut Vec<Vec<f32>>| -> Result<()> {
         if frames.is_empty() {
-            sums.push(Vec::new());
+            means.push(Vec::new());
             return Ok(());
         }
         let f = enc.encode(frames)?;
@@ -247,7 +247,7 @@ pub fn extract(
             }
         }
         mean.iter_mut().for_each(|m| *m /= n as f32);
-        sums.push(mean);
+        means.push(mean);
         frames.clear();
         Ok(())
     };
@@ -255,7 +255,7 @@ pub fn extract(
         let clip = (reader.source_time(i) / s.clip_seconds + 1e-9).floor() as usize;
         i += 1;
         while clip > current {
-            flush(&mut pending, &mut sums)?;
+            flush(&mut pending, &mut means)?;
             current += 1;
         }
         pending.push(frame);
@@ -269,11 +269,11 @@ pub fn extract(
             s.clip_seconds
         );
     }
-    if sums.len() < clips {
-        flush(&mut pending, &mut sums)?;
+    if means.len() < clips {
+        flush(&mut pending, &mut means)?;
     }
     let mut times = Vec::with_capacity(clips);
-    for (c, mean) in sums.into_iter().take(clips).enumerate() {
+    for (c, mean) in means.into_iter().take(clips).enumerate() {
         if mean.is_empty() {
             bail!("{}: clip {c} has no frame", path.display());
         }
