@@ -12,6 +12,7 @@ pub mod metapath2vec;
 pub mod regions;
 pub mod text;
 pub mod video;
+pub mod videobert;
 pub mod vilbert;
 pub mod vit;
 pub mod vlbert;

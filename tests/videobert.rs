@@ -1,0 +1,260 @@
+//! VideoBERT's pretraining sequences: sentence-clip pairs by timestamps, random concatenation
+//! and stride, the three sequence layouts, masking per part, alignment negatives.
+
+mod common;
+
+use rand::SeedableRng;
+use tessera::corpora::narration::Segment;
+use tessera::videobert::config::DataConfig;
+use tessera::videobert::data::{
+    epoch, mask, pairs, read_tokenized, sequence, Kind, Specials, TokenizedVideo, VocabLayout,
+};
+
+const SP: Specials = Specials {
+    cls: 101,
+    sep: 102,
+    mask: 103,
+    pad: 0,
+};
+const LAYOUT: VocabLayout = VocabLayout {
+    text_vocab: 1000,
+    visual_words: 144,
+};
+
+fn seg(start: f64, end: f64, text: &str) -> Segment {
+    Segment {
+        start,
+        end,
+        text: text.into(),
+    }
+}
+
+/// Ten 1.5 s clips whose words are 10, 11, ..., 19.
+fn video(narration: Vec<Segment>) -> TokenizedVideo {
+    TokenizedVideo {
+        video: "v".into(),
+        duration: 15.0,
+        words: (10..20).collect(),
+        times: (0..10)
+            .map(|c| [c as f64 * 1.5, (c + 1) as f64 * 1.5])
+            .collect(),
+        narration,
+    }
+}
+
+#[test]
+fn a_sentence_takes_the_words_of_the_clips_its_time_overlaps() {
+    let cfg = DataConfig {
+        max_concat: 1,
+        max_stride: 1,
+        ..DataConfig::default()
+    };
+    let v = video(vec![
+        seg(4.0, 6.5, "lift the bag"),
+        seg(0.2, 1.0, "hello"),
+        seg(20.0, 21.0, "after the end"),
+    ]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let p = pairs(&v, 3, &cfg, &mut rng);
+    // Sorted by time; the sentence past the last clip has no words and is dropped.
+    assert_eq!(p.len(), 2);
+    assert_eq!(
+        (p[0].text.as_str(), p[0].words.clone()),
+        ("hello", vec![10])
+    );
+    // 4.0-6.5 s overlaps clips [3.0, 4.5), [4.5, 6.0), [6.0, 7.5).
+    assert_eq!(
+        (p[1].text.as_str(), p[1].words.clone()),
+        ("lift the bag", vec![12, 13, 14])
+    );
+    assert!(p.iter().all(|x| x.video == 3));
+}
+
+#[test]
+fn neighbouring_sentences_concatenate_and_words_thin_by_a_stride_of_one_to_three() {
+    let cfg = DataConfig::default();
+    let narration: Vec<Segment> = (0..10)
+        .map(|i| seg(i as f64 * 1.5, i as f64 * 1.5 + 1.4, &format!("s{i}")))
+        .collect();
+    let v = video(narration);
+    let mut concat = std::collections::BTreeSet::new();
+    let mut thinned = false;
+    for seed in 0..50 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let p = pairs(&v, 0, &cfg, &mut rng);
+        // Every sentence once, in order.
+        let all: Vec<String> = p
+            .iter()
+            .flat_map(|x| x.text.split(' ').map(String::from))
+            .collect();
+        assert_eq!(all, (0..10).map(|i| format!("s{i}")).collect::<Vec<_>>());
+        for x in &p {
+            let n = x.text.split(' ').count();
+            concat.insert(n);
+            assert!((1..=3).contains(&n));
+            // The clips of the span, every stride-th: consecutive words differ by the stride.
+            let first = (x.start / 1.5).floor() as u32 + 10;
+            let last = ((x.end / 1.5).ceil() as u32 + 9).min(19);
+            assert!(x.words.iter().all(|w| (first..=last).contains(w)));
+            let gaps: Vec<u32> = x.words.windows(2).map(|w| w[1] - w[0]).collect();
+            assert!(gaps.iter().all(|&g| g == gaps[0] && (1..=3).contains(&g)));
+            thinned |= gaps.first().is_some_and(|&g| g > 1);
+        }
+    }
+    assert_eq!(concat.into_iter().collect::<Vec<_>>(), vec![1, 2, 3]);
+    assert!(thinned);
+}
+
+#[test]
+fn sequences_are_cls_text_video_start_words_sep_with_token_types() {
+    let cfg = DataConfig::default();
+    let j = sequence(Kind::Joint, &[7, 8], &[0, 5], Some(true), SP, LAYOUT, &cfg);
+    assert_eq!(j.ids, vec![101, 7, 8, 1000, 1001, 1006, 102]);
+    assert_eq!(j.type_ids, vec![0, 0, 0, 1, 1, 1, 1]);
+    let t = sequence(Kind::TextOnly, &[7, 8], &[0, 5], None, SP, LAYOUT, &cfg);
+    assert_eq!(
+        (t.ids, t.type_ids),
+        (vec![101, 7, 8, 102], vec![0, 0, 0, 0])
+    );
+    let v = sequence(Kind::VideoOnly, &[7, 8], &[0, 5], None, SP, LAYOUT, &cfg);
+    assert_eq!(
+        (v.ids, v.type_ids),
+        (vec![101, 1000, 1001, 1006, 102], vec![0, 1, 1, 1, 1])
+    );
+    // Cut to the configured lengths.
+    let short = DataConfig {
+        max_text_tokens: 1,
+        max_visual_words: 1,
+        ..cfg
+    };
+    let c = sequence(
+        Kind::Joint,
+        &[7, 8],
+        &[0, 5],
+        Some(true),
+        SP,
+        LAYOUT,
+        &short,
+    );
+    assert_eq!(c.ids, vec![101, 7, 1000, 1001, 102]);
+}
+
+#[test]
+fn text_and_visual_words_are_masked_apart_with_their_own_random_tokens() {
+    let cfg = DataConfig::default();
+    let text: Vec<u32> = (200..240).collect();
+    let words: Vec<u32> = (0..40).collect();
+    let (mut text_masked, mut word_masked, mut text_n, mut word_n) = (0, 0, 0, 0);
+    for seed in 0..200 {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let seq = sequence(Kind::Joint, &text, &words, Some(true), SP, LAYOUT, &cfg);
+        let m = mask(seq, SP, LAYOUT, &cfg, 999, &mut rng);
+        text_n += 40;
+        word_n += 40;
+        text_masked += m.text_targets.len();
+        word_masked += m.word_targets.len();
+        for &(i, id) in &m.text_targets {
+            assert!((1..=40).contains(&i) && id == m.seq.ids[i]);
+            let got = m.input[i];
+            assert!(
+                got == SP.mask || got == id || (999..1000).contains(&got),
+                "{got}"
+            );
+        }
+        for &(i, id) in &m.word_targets {
+            assert!((42..=81).contains(&i) && id == m.seq.ids[i] && LAYOUT.is_word(id));
+            let got = m.input[i];
+            assert!(got == SP.mask || LAYOUT.is_word(got), "{got}");
+        }
+        // [CLS], [>] and [SEP] are never masked.
+        assert_eq!((m.input[0], m.input[41], m.input[82]), (101, 1000, 102));
+    }
+    let (t, w) = (
+        text_masked as f64 / text_n as f64,
+        word_masked as f64 / word_n as f64,
+    );
+    assert!(
+        (0.13..0.17).contains(&t) && (0.13..0.17).contains(&w),
+        "{t} {w}"
+    );
+}
+
+#[test]
+fn an_epoch_mixes_kinds_and_misaligned_texts_come_from_another_video() {
+    let cfg = DataConfig::default();
+    // Video k: words 4k..4k+3 (so a sequence's words tell its video), sentences "video<k> ...".
+    let videos: Vec<TokenizedVideo> = (0..30u32)
+        .map(|k| TokenizedVideo {
+            video: format!("v{k}"),
+            duration: 6.0,
+            words: (4 * k..4 * k + 4).collect(),
+            times: (0..4)
+                .map(|c| [c as f64 * 1.5, (c + 1) as f64 * 1.5])
+                .collect(),
+            narration: (0..4)
+                .map(|i| seg(i as f64 * 1.5, i as f64 * 1.5 + 1.0, &format!("video{k}")))
+                .collect(),
+        })
+        .collect();
+    // A text of video k encodes as [500 + k, ...].
+    let encode = |texts: &[&str]| -> anyhow::Result<Vec<Vec<u32>>> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                let k: u32 = t.split(' ').next().unwrap()[5..].parse().unwrap();
+                vec![500 + k; t.split(' ').count()]
+            })
+            .collect())
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let seqs = epoch(&videos, &encode, SP, LAYOUT, 999, &cfg, &mut rng).unwrap();
+    let count = |k: Kind| seqs.iter().filter(|s| s.seq.kind == k).count() as f64;
+    let n = seqs.len() as f64;
+    assert!(n > 40.0, "{n} sequences");
+    assert!((count(Kind::Joint) / n - 0.5).abs() < 0.2);
+    assert!(count(Kind::TextOnly) > 0.0 && count(Kind::VideoOnly) > 0.0);
+    let (mut pos, mut neg) = (0, 0);
+    for s in seqs.iter().filter(|s| s.seq.kind == Kind::Joint) {
+        let text_video = s.seq.ids[1] - 500;
+        let start = s
+            .seq
+            .ids
+            .iter()
+            .position(|&id| id == LAYOUT.video_start())
+            .unwrap();
+        let word_video = (s.seq.ids[start + 1] - LAYOUT.word(0)) / 4;
+        match s.seq.aligned {
+            Some(true) => {
+                pos += 1;
+                assert_eq!(text_video, word_video);
+            }
+            Some(false) => {
+                neg += 1;
+                assert_ne!(text_video, word_video);
+            }
+            None => panic!("a joint sequence without an alignment label"),
+        }
+    }
+    assert!(pos > 5 && neg > 5, "{pos} aligned, {neg} misaligned");
+    // Only joint sequences carry the label.
+    assert!(seqs
+        .iter()
+        .all(|s| (s.seq.kind == Kind::Joint) == s.seq.aligned.is_some()));
+}
+
+#[test]
+fn tokenized_words_past_the_codebook_name_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = common::write(
+        dir.path(),
+        "w.jsonl",
+        "{\"video\": \"a\", \"duration\": 3.0, \"words\": [1, 2], \"times\": [[0, 1.5], [1.5, 3]]}\n\
+         {\"video\": \"b\", \"duration\": 3.0, \"words\": [1, 200], \"times\": [[0, 1.5], [1.5, 3]]}\n",
+    );
+    let e = read_tokenized(&p, 144).unwrap_err().to_string();
+    assert!(
+        e.contains("w.jsonl:2") && e.contains("words") && e.contains("200"),
+        "{e}"
+    );
+    assert_eq!(read_tokenized(&p, 201).unwrap().len(), 2);
+}
