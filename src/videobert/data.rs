@@ -301,6 +301,9 @@ pub fn draw_kind<R: Rng>(cfg: &DataConfig, rng: &mut R) -> Kind {
     }
 }
 
+/// Texts to WordPiece ids without specials (`TextTokenizer::encode_plain`).
+pub type TextEncoder = dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>>;
+
 /// One epoch of masked sequences over `videos`: their pairs (in video order), each made a
 /// joint, text-only or video-only sequence by the configured proportions; a joint sequence's
 /// text is, with `misaligned_prob`, the text of a pair of another video. `encode` turns texts
@@ -308,7 +311,7 @@ pub fn draw_kind<R: Rng>(cfg: &DataConfig, rng: &mut R) -> Kind {
 #[allow(clippy::too_many_arguments)]
 pub fn epoch<R: Rng>(
     videos: &[TokenizedVideo],
-    encode: &dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>>,
+    encode: &TextEncoder,
     sp: Specials,
     layout: VocabLayout,
     first_plain_token: u32,
