@@ -258,3 +258,202 @@ fn tokenized_words_past_the_codebook_name_the_line() {
     );
     assert_eq!(read_tokenized(&p, 201).unwrap().len(), 2);
 }
+
+fn tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<f64> {
+    let t = st.tensor(name).unwrap();
+    match t.dtype() {
+        safetensors::Dtype::F32 => t
+            .data()
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        safetensors::Dtype::I64 => t
+            .data()
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
+            .collect(),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[test]
+fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabulary() {
+    use tessera::text::model::TokenBatch;
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let (cfg, model) = tessera::videobert::model::load(
+        std::path::Path::new("tests/fixtures/videobert/model"),
+        &device,
+    )
+    .unwrap();
+    assert_eq!((cfg.layout().size(), cfg.visual_words), (63, 12));
+    let bytes = std::fs::read("tests/fixtures/videobert/reference.safetensors").unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let u = |n: &str| {
+        tensor(&st, n)
+            .iter()
+            .map(|&v| v as u32)
+            .collect::<Vec<u32>>()
+    };
+    let ids = u("input_ids");
+    let len = ids.len() / 2;
+    let batch = TokenBatch {
+        batch: 2,
+        len,
+        ids,
+        type_ids: u("token_type_ids"),
+        mask: u("attention_mask"),
+    };
+    let mask = batch.mask.clone();
+    let hidden = model.forward(&batch, &device);
+    let h: Vec<f32> = hidden
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let d = 32;
+    let want_h: Vec<f32> = tensor(&st, "last_hidden_state")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    // Padding positions hold whatever each side computes there: compare real tokens.
+    let real: Vec<usize> = (0..2 * len).filter(|&i| mask[i] == 1).collect();
+    let pick = |v: &[f32], w: usize| -> Vec<f32> {
+        real.iter()
+            .flat_map(|&i| v[i * w..(i + 1) * w].to_vec())
+            .collect()
+    };
+    let dh = common::max_diff(&pick(&h, d), &pick(&want_h, d));
+    assert!(dh < 1e-5, "hidden states differ by {dh}");
+    let flat = hidden.clone().reshape([2 * len, d]);
+    let logits: Vec<f32> = model
+        .token_logits(flat)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let want_l: Vec<f32> = tensor(&st, "prediction_logits")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let dl = common::max_diff(&pick(&logits, 63), &pick(&want_l, 63));
+    assert!(dl < 1e-5, "token scores differ by {dl}");
+    let align: Vec<f32> = model
+        .alignment_logits(hidden)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let want_a: Vec<f32> = tensor(&st, "seq_relationship_logits")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
+    let da = common::max_diff(&align, &want_a);
+    assert!(da < 1e-5, "alignment scores differ by {da}");
+    eprintln!("max differences: hidden {dh:.2e}, token scores {dl:.2e}, alignment {da:.2e}");
+}
+
+#[test]
+fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_centroids() {
+    use tessera::core::kmeans::{HierarchicalKMeans, Lloyd};
+    use tessera::text::model::TokenBatch;
+    use tessera::videobert::model::{from_text_bert, load, save, VisualInit};
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    // A codebook of 16 words over 24-value features in 4 well-separated groups.
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let x: Vec<f32> = (0..400)
+        .flat_map(|i| {
+            let g = (i % 4) as f32;
+            (0..24)
+                .map(|k| if k % 4 == i % 4 { 3.0 + g } else { 0.0 } + rand::Rng::random::<f32>(&mut rng) * 0.3)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let book = HierarchicalKMeans::fit(&x, 24, 2, 4, Lloyd::default(), 0).unwrap();
+    let minilm = std::path::Path::new("data/minilm");
+    let (cfg, model) = from_text_bert(minilm, &book, VisualInit::Centroids, 0, &device).unwrap();
+    assert_eq!((cfg.text_vocab_size, cfg.visual_words), (30_522, 16));
+    assert_eq!(cfg.bert.vocab_size, 30_522 + 1 + 16);
+    // A text-only sequence runs through exactly the text model's weights.
+    let text_cfg =
+        tessera::text::config::BertConfig::from_json_file(&minilm.join("config.json")).unwrap();
+    let (text, _) =
+        tessera::text::model::load_hf(&text_cfg, &minilm.join("model.safetensors"), &device)
+            .unwrap();
+    let batch = TokenBatch {
+        batch: 1,
+        len: 6,
+        ids: vec![101, 2085, 2292, 2033, 2265, 102],
+        type_ids: vec![0; 6],
+        mask: vec![1; 6],
+    };
+    let a: Vec<f32> = model
+        .forward(&batch, &device)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let b: Vec<f32> = text
+        .forward(&batch, &device)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(common::max_diff(&a, &b) < 1e-6);
+    // Visual rows: words of one centroid group are closer to each other than to other groups'.
+    let rows: Vec<f32> = model
+        .bert
+        .embeddings
+        .word_embeddings
+        .weight
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let h = cfg.bert.hidden_size;
+    let row = |w: usize| &rows[(30_523 + w) * h..(30_524 + w) * h];
+    let leaves = &book.centres[1];
+    let dist = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y) * (x - y))
+            .sum::<f32>()
+            .sqrt()
+    };
+    let (mut agree, mut total) = (0, 0);
+    for i in 0..16 {
+        for j in 0..16 {
+            for k in 0..16 {
+                if i == j || i == k || j == k {
+                    continue;
+                }
+                let (ci, cj, ck) = (
+                    &leaves[i * 24..(i + 1) * 24],
+                    &leaves[j * 24..(j + 1) * 24],
+                    &leaves[k * 24..(k + 1) * 24],
+                );
+                if dist(ci, cj) * 2.0 < dist(ci, ck) {
+                    total += 1;
+                    agree += usize::from(dist(row(i), row(j)) < dist(row(i), row(k)));
+                }
+            }
+        }
+    }
+    assert!(
+        total > 100 && agree as f64 > 0.9 * total as f64,
+        "{agree} of {total}"
+    );
+    // Saved and read back: the same network.
+    let dir = tempfile::tempdir().unwrap();
+    save(dir.path(), &cfg, &model).unwrap();
+    let (cfg2, back) = load(dir.path(), &device).unwrap();
+    assert_eq!(cfg2, cfg);
+    let c: Vec<f32> = back
+        .forward(&batch, &device)
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    assert!(common::max_diff(&a, &c) < 1e-7);
+}
