@@ -555,6 +555,21 @@ impl Fixtures {
             r#"{"database": {"000000": {"subset": "training", "recipe_type": "1", "annotations": [{"segment": [5, 2], "sentence": "lift the bag", "id": 0}]}}}"#,
         );
         std::fs::create_dir_all(d.join("novids")).unwrap();
+        ok(&[
+            "video",
+            "tokenize",
+            "--codebook",
+            &f.p("book.safetensors"),
+            "--features",
+            &f.p("feats"),
+            "--narration",
+            &f.p("vids/narration.tsv"),
+            "--output",
+            &f.p("words.jsonl"),
+        ]);
+        write(d, "vb_long.toml", "[data]\nmax_text_tokens = 4000\n");
+        write(d, "vb_unknown.toml", "nonsense = 1\n");
+        write(d, "vb_words.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [0, 9], \"times\": [[0, 1.5], [1.5, 3]], \"narration\": []}\n");
         f
     }
 }
@@ -641,6 +656,7 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         .join("tests/fixtures/darknet-tiny")
         .to_string_lossy()
         .into_owned();
+    let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm").to_string_lossy().into_owned();
     let tiny_dino = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/dinov2-tiny")
         .to_string_lossy()
@@ -833,6 +849,12 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("video tokenize with a YouCook2 segment ending first", &["video", "tokenize", "--codebook", &p("book.safetensors"), "--features", &p("feats"), "--narration", &p("yc_bad.json"), "--output", &p("w.jsonl")], &["yc_bad.json", "annotations[0].segment"]),
         case("video tokenize with a codebook of another size", &["video", "tokenize", "--codebook", &p("book5.safetensors"), "--features", &p("feats"), "--output", &p("w.jsonl")], &["book5.safetensors", "32", "5"]),
         case("video tokenize with a codebook that is no codebook", &["video", "tokenize", "--codebook", &p("vl.safetensors"), "--features", &p("feats"), "--output", &p("w.jsonl")], &["vl.safetensors", "levels"]),
+        case("videobert pretrain on words past the codebook", &["videobert", "pretrain", "--words", &p("vb_words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vb_words.jsonl:1", "words", "9"]),
+        case("videobert pretrain holding out every video", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--valid-videos", "2", "--run-dir", &p("vb_run")], &["valid_videos"]),
+        case("videobert pretrain past the text model's positions", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_long.toml"), "--run-dir", &p("vb_run")], &["max_text_tokens 4000", "positions"]),
+        case("videobert pretrain with an unknown setting", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_unknown.toml"), "--run-dir", &p("vb_run")], &["vb_unknown.toml", "nonsense"]),
+        case("videobert pretrain at a NaN learning rate", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--lr", "NaN", "--run-dir", &p("vb_run")], &["lr"]),
+        case("videobert pretrain with a codebook that is no codebook", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("vl.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vl.safetensors", "levels"]),
         case("0 videos", &["data", "videos", "--output", &p("vv"), "--count", "0"], &["--count"]),
         case("videos of an odd side", &["data", "videos", "--output", &p("vv"), "--count", "1", "--size", "65"], &["--size 65", "even"]),
         case("videos too small for a slide", &["data", "videos", "--output", &p("vv"), "--count", "1", "--size", "40"], &["--size"]),

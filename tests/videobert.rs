@@ -457,3 +457,133 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
         .unwrap();
     assert!(common::max_diff(&a, &c) < 1e-7);
 }
+
+#[test]
+fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n).to_string_lossy().into_owned();
+    let bin = env!("CARGO_BIN_EXE_tessera");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(bin).args(args).output().unwrap();
+        common::assert_success(&out);
+        out
+    };
+    let dino = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/dinov2-tiny");
+    run(&[
+        "data",
+        "videos",
+        "--output",
+        &p("v"),
+        "--count",
+        "60",
+        "--seed",
+        "4",
+        "--json",
+    ]);
+    run(&[
+        "video",
+        "features",
+        "--backbone",
+        dino,
+        "--input",
+        &p("v"),
+        "--output",
+        &p("f"),
+        "--json",
+    ]);
+    run(&[
+        "video",
+        "codebook",
+        "--features",
+        &p("f"),
+        "--levels",
+        "2",
+        "--k",
+        "4",
+        "--output",
+        &p("book.safetensors"),
+    ]);
+    run(&[
+        "video",
+        "tokenize",
+        "--codebook",
+        &p("book.safetensors"),
+        "--features",
+        &p("f"),
+        "--narration",
+        &format!("{}/narration.tsv", p("v")),
+        "--output",
+        &p("w.jsonl"),
+    ]);
+    run(&[
+        "videobert",
+        "pretrain",
+        "--words",
+        &p("w.jsonl"),
+        "--codebook",
+        &p("book.safetensors"),
+        "--run-dir",
+        &p("run"),
+        "--epochs",
+        "10",
+        "--valid-videos",
+        "10",
+        "--lr",
+        "5e-4",
+        "--batch-size",
+        "16",
+        "--json",
+    ]);
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(p("run/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let loss = |r: &serde_json::Value| r["loss"].as_f64().unwrap();
+    let (first, last) = (&rows[0], rows.last().unwrap());
+    assert!(
+        loss(last) < 0.5 * loss(first),
+        "loss {} -> {}",
+        loss(first),
+        loss(last)
+    );
+    // The majority baseline of masked text tokens: the held-out narration's most frequent token.
+    let tok =
+        tessera::text::tokenize::TextTokenizer::from_dir(std::path::Path::new("data/minilm"), 512)
+            .unwrap();
+    let narration = tessera::corpora::narration::read_narration_tsv(std::path::Path::new(
+        &format!("{}/narration.tsv", p("v")),
+    ))
+    .unwrap();
+    let texts: Vec<&str> = narration
+        .iter()
+        .filter(|(id, _)| id.parse::<usize>().unwrap() >= 50)
+        .flat_map(|(_, s)| s.iter().map(|g| g.text.as_str()))
+        .collect();
+    let mut freq = std::collections::HashMap::new();
+    let mut n = 0;
+    for ids in tok.encode_plain(&texts).unwrap() {
+        for id in ids {
+            *freq.entry(id).or_insert(0usize) += 1;
+            n += 1;
+        }
+    }
+    let majority = *freq.values().max().unwrap() as f64 / n as f64;
+    let acc = last["valid_mlm_accuracy"].as_f64().unwrap();
+    assert!(
+        acc > majority + 0.08,
+        "masked-token accuracy {acc} vs majority {majority}"
+    );
+    // A model directory: config, weights, tokenizer, codebook; our loader reads it back.
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "codebook.safetensors",
+    ] {
+        assert!(dir.path().join("run").join(f).is_file(), "{f}");
+    }
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let (cfg, _) = tessera::videobert::model::load(&dir.path().join("run"), &device).unwrap();
+    assert_eq!((cfg.text_vocab_size, cfg.visual_words), (30_522, 16));
+}

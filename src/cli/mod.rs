@@ -16,6 +16,7 @@ mod metapath2vec;
 mod regions;
 mod text;
 mod video;
+mod videobert;
 mod vilbert;
 mod vit;
 mod vl;
@@ -79,6 +80,10 @@ pub enum ModelCommand {
     /// backbone, a hierarchical k-means codebook, videos as visual words beside their narration.
     #[command(subcommand)]
     Video(video::Command),
+    /// VideoBERT: one BERT over narration and visual words (Sun et al., 2019): pretraining (in
+    /// progress: zero-shot actions, captioning and illustration follow).
+    #[command(subcommand)]
+    Videobert(videobert::Command),
 }
 
 #[derive(Args, Debug)]
@@ -270,5 +275,6 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Regions(a) => regions::run(a),
         ModelCommand::Data(cmd) => data::run(cmd),
         ModelCommand::Video(cmd) => video::run(cmd),
+        ModelCommand::Videobert(cmd) => videobert::run(cmd),
     }
 }

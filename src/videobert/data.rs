@@ -302,7 +302,7 @@ pub fn draw_kind<R: Rng>(cfg: &DataConfig, rng: &mut R) -> Kind {
 }
 
 /// Texts to WordPiece ids without specials (`TextTokenizer::encode_plain`).
-pub type TextEncoder = dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>>;
+pub type TextEncoder<'a> = dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>> + 'a;
 
 /// One epoch of masked sequences over `videos`: their pairs (in video order), each made a
 /// joint, text-only or video-only sequence by the configured proportions; a joint sequence's
@@ -311,7 +311,7 @@ pub type TextEncoder = dyn Fn(&[&str]) -> Result<Vec<Vec<u32>>>;
 #[allow(clippy::too_many_arguments)]
 pub fn epoch<R: Rng>(
     videos: &[TokenizedVideo],
-    encode: &TextEncoder,
+    encode: &TextEncoder<'_>,
     sp: Specials,
     layout: VocabLayout,
     first_plain_token: u32,

@@ -1,0 +1,405 @@
+//! VideoBERT pretraining on the shared training loop: the paper's three objectives on the
+//! sequences of [`super::data`]: masked language modelling on text tokens, masked frame
+//! modelling on visual words (both through the masked-token head over the joint vocabulary), and
+//! linguistic-visual alignment on the pooled `[CLS]` of joint sequences, each a mean over the
+//! batch, weighted by the config (the paper does not give weights: 1 each).
+//!
+//! The run directory ends up a model directory ([`super::model::save`]) with the text
+//! tokenizer and the codebook beside it.
+
+use super::config::DataConfig;
+use super::data::{epoch, Kind, MaskedSequence, Specials, TokenizedVideo};
+use super::model::{save, VideoBert, VideoBertConfig};
+use crate::core::fused::cross_entropy;
+use crate::core::kmeans::HierarchicalKMeans;
+use crate::core::optim::{AdamConfig, Decay};
+use crate::core::rng::rng_for;
+use crate::core::run::RunDir;
+use crate::core::trainer::{
+    self, weighted_batch_means, CheckpointNames, LoopSettings, MicroStep, RunOptions, Task,
+};
+use crate::text::model::TokenBatch;
+use crate::text::tokenize::TextTokenizer;
+use anyhow::{ensure, Result};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+const STREAM_DRAW: u64 = 91;
+const STREAM_SHUFFLE: u64 = 92;
+const STREAM_DROPOUT: u64 = 93;
+const STREAM_VALID: u64 = 94;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PretrainConfig {
+    pub seed: u64,
+    pub batch_size: usize,
+    pub micro_batch: usize,
+    pub lr: f64,
+    pub warmup_steps: u64,
+    pub weight_decay: f64,
+    pub clip_grad_norm: f64,
+    pub epochs: usize,
+    /// Videos held out (from the end of the file) for the masked-token and alignment
+    /// accuracies.
+    pub valid_videos: usize,
+    pub mlm_weight: f64,
+    pub mfm_weight: f64,
+    pub alignment_weight: f64,
+    pub data: DataConfig,
+}
+
+impl Default for PretrainConfig {
+    fn default() -> Self {
+        Self {
+            seed: 0,
+            batch_size: 32,
+            micro_batch: 16,
+            lr: 1e-4,
+            warmup_steps: 100,
+            weight_decay: 0.01,
+            clip_grad_norm: 1.0,
+            epochs: 1,
+            valid_videos: 0,
+            mlm_weight: 1.0,
+            mfm_weight: 1.0,
+            alignment_weight: 1.0,
+            data: DataConfig::default(),
+        }
+    }
+}
+
+impl PretrainConfig {
+    pub fn validate(&self) -> Result<()> {
+        use crate::core::validate::*;
+        at_least_one("batch_size (--batch-size)", self.batch_size)?;
+        at_least_one("micro_batch", self.micro_batch)?;
+        positive("lr (--lr)", self.lr)?;
+        non_negative("weight_decay", self.weight_decay)?;
+        non_negative("clip_grad_norm", self.clip_grad_norm)?;
+        at_least_one("epochs (--epochs)", self.epochs)?;
+        non_negative("mlm_weight", self.mlm_weight)?;
+        non_negative("mfm_weight", self.mfm_weight)?;
+        non_negative("alignment_weight", self.alignment_weight)?;
+        self.data.validate()
+    }
+}
+
+/// A padded batch of masked sequences: tokens, and the flat positions and targets of each loss.
+struct Prepared {
+    tokens: TokenBatch,
+    text: (Vec<i64>, Vec<u32>),
+    words: (Vec<i64>, Vec<u32>),
+    /// Rows of joint sequences and their labels (0 aligned, 1 not).
+    joint: (Vec<i64>, Vec<u32>),
+}
+
+fn prepare(seqs: &[&MaskedSequence], pad: u32) -> Prepared {
+    let len = seqs.iter().map(|s| s.input.len()).max().unwrap_or(1);
+    let b = seqs.len();
+    let mut tokens = TokenBatch {
+        batch: b,
+        len,
+        ids: vec![pad; b * len],
+        type_ids: vec![0; b * len],
+        mask: vec![0; b * len],
+    };
+    let (mut text, mut words, mut joint) = (
+        (Vec::new(), Vec::new()),
+        (Vec::new(), Vec::new()),
+        (Vec::new(), Vec::new()),
+    );
+    for (r, s) in seqs.iter().enumerate() {
+        let row = r * len;
+        let n = s.input.len();
+        tokens.ids[row..row + n].copy_from_slice(&s.input);
+        tokens.type_ids[row..row + n].copy_from_slice(&s.seq.type_ids);
+        tokens.mask[row..row + n].fill(1);
+        for &(p, t) in &s.text_targets {
+            text.0.push((row + p) as i64);
+            text.1.push(t);
+        }
+        for &(p, t) in &s.word_targets {
+            words.0.push((row + p) as i64);
+            words.1.push(t);
+        }
+        if let Some(a) = s.seq.aligned {
+            joint.0.push(r as i64);
+            joint.1.push(u32::from(!a));
+        }
+    }
+    Prepared {
+        tokens,
+        text,
+        words,
+        joint,
+    }
+}
+
+/// Scores of the three heads on a prepared batch: (text, words, alignment) logits, each
+/// `None` when the batch has no such prediction.
+type Scores = (Option<Tensor<2>>, Option<Tensor<2>>, Option<Tensor<2>>);
+
+fn scores(model: &VideoBert, p: &Prepared, device: &Device) -> Scores {
+    let hidden = model.forward(&p.tokens, device);
+    let [b, l, d] = hidden.dims();
+    let flat = hidden.clone().reshape([b * l, d]);
+    let pick = |pos: &[i64]| -> Option<Tensor<2>> {
+        (!pos.is_empty()).then(|| {
+            let idx =
+                Tensor::<1, Int>::from_data(TensorData::new(pos.to_vec(), [pos.len()]), device);
+            model.token_logits(flat.clone().select(0, idx))
+        })
+    };
+    let text = pick(&p.text.0);
+    let words = pick(&p.words.0);
+    let align = (!p.joint.0.is_empty()).then(|| {
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(p.joint.0.clone(), [p.joint.0.len()]),
+            device,
+        );
+        model.alignment_logits(hidden).select(0, idx)
+    });
+    (text, words, align)
+}
+
+struct PretrainTask<'a> {
+    cfg: &'a PretrainConfig,
+    model_cfg: &'a VideoBertConfig,
+    tok: &'a TextTokenizer,
+    codebook: &'a HierarchicalKMeans,
+    train: &'a [TokenizedVideo],
+    valid: &'a [TokenizedVideo],
+    sp: Specials,
+    first_plain: u32,
+    device: &'a Device,
+    ad: Device,
+}
+
+pub struct PretrainBatch {
+    seqs: Vec<MaskedSequence>,
+    counts: [usize; 3],
+}
+
+impl PretrainTask<'_> {
+    fn sequences(
+        &self,
+        videos: &[TokenizedVideo],
+        stream: u64,
+        n: usize,
+    ) -> Result<Vec<MaskedSequence>> {
+        let encode = |texts: &[&str]| self.tok.encode_plain(texts);
+        let mut rng = rng_for(self.cfg.seed, stream, n as u64);
+        epoch(
+            videos,
+            &encode,
+            self.sp,
+            self.model_cfg.layout(),
+            self.first_plain,
+            &self.cfg.data,
+            &mut rng,
+        )
+    }
+}
+
+fn counts(seqs: &[MaskedSequence]) -> [usize; 3] {
+    let mut c = [0; 3];
+    for s in seqs {
+        c[0] += s.text_targets.len();
+        c[1] += s.word_targets.len();
+        c[2] += usize::from(s.seq.kind == Kind::Joint);
+    }
+    c
+}
+
+impl Task for PretrainTask<'_> {
+    type Model = VideoBert;
+    type Item = MaskedSequence;
+    type Batch = PretrainBatch;
+
+    fn batches(&self, epoch: usize) -> Vec<PretrainBatch> {
+        // Tokenising the narration cannot fail here: every text was tokenised before training.
+        let mut seqs = self
+            .sequences(self.train, STREAM_DRAW, epoch)
+            .unwrap_or_default();
+        seqs.shuffle(&mut rng_for(self.cfg.seed, STREAM_SHUFFLE, epoch as u64));
+        let mut out = Vec::new();
+        while !seqs.is_empty() {
+            let rest = seqs.split_off(self.cfg.batch_size.min(seqs.len()));
+            let batch = std::mem::replace(&mut seqs, rest);
+            out.push(PretrainBatch {
+                counts: counts(&batch),
+                seqs: batch,
+            });
+        }
+        out
+    }
+
+    fn items<'b>(&self, batch: &'b PretrainBatch) -> &'b [MaskedSequence] {
+        &batch.seqs
+    }
+
+    fn skip(&self, batch: &PretrainBatch) -> bool {
+        batch.counts.iter().all(|&c| c == 0)
+    }
+
+    fn loss(
+        &self,
+        m: &VideoBert,
+        batch: &PretrainBatch,
+        micro: &[MaskedSequence],
+        _: MicroStep,
+    ) -> Tensor<1> {
+        let refs: Vec<&MaskedSequence> = micro.iter().collect();
+        let p = prepare(&refs, self.sp.pad);
+        let (text, words, align) = scores(m, &p, &self.ad);
+        weighted_batch_means(
+            vec![
+                (
+                    text.map(|l| cross_entropy(l, &p.text.1)),
+                    p.text.1.len(),
+                    self.cfg.mlm_weight,
+                ),
+                (
+                    words.map(|l| cross_entropy(l, &p.words.1)),
+                    p.words.1.len(),
+                    self.cfg.mfm_weight,
+                ),
+                (
+                    align.map(|l| cross_entropy(l, &p.joint.1)),
+                    p.joint.1.len(),
+                    self.cfg.alignment_weight,
+                ),
+            ],
+            &batch.counts,
+            &self.ad,
+        )
+    }
+
+    fn evaluate(&self, model: &VideoBert) -> Result<Vec<(String, f64)>> {
+        if self.valid.is_empty() {
+            return Ok(vec![]);
+        }
+        let seqs = self.sequences(self.valid, STREAM_VALID, 0)?;
+        let mut right = [0usize; 3];
+        let mut total = [0usize; 3];
+        for chunk in seqs.chunks(self.cfg.batch_size) {
+            let refs: Vec<&MaskedSequence> = chunk.iter().collect();
+            let p = prepare(&refs, self.sp.pad);
+            let (text, words, align) = scores(model, &p, self.device);
+            for (k, (logits, targets)) in
+                [(text, &p.text.1), (words, &p.words.1), (align, &p.joint.1)]
+                    .into_iter()
+                    .enumerate()
+            {
+                let Some(l) = logits else { continue };
+                let pred: Vec<i64> = l
+                    .argmax(1)
+                    .into_data()
+                    .convert::<i64>()
+                    .try_to_vec::<i64>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?;
+                right[k] += pred
+                    .iter()
+                    .zip(targets)
+                    .filter(|(a, b)| **a == **b as i64)
+                    .count();
+                total[k] += targets.len();
+            }
+        }
+        let acc = |k: usize| right[k] as f64 / total[k].max(1) as f64;
+        Ok(vec![
+            ("valid_mlm_accuracy".into(), acc(0)),
+            ("valid_mfm_accuracy".into(), acc(1)),
+            ("valid_alignment_accuracy".into(), acc(2)),
+        ])
+    }
+
+    fn save_model(&self, model: &VideoBert, run: &RunDir, _epoch: usize) -> Result<()> {
+        save(&run.path, self.model_cfg, model)?;
+        self.tok.save(&run.path)?;
+        super::super::video::words::save_codebook(
+            &run.path.join("codebook.safetensors"),
+            self.codebook,
+        )
+    }
+}
+
+/// Pretrain `model` on `videos` (the last `valid_videos` held out); writes `metrics.jsonl`,
+/// checkpoints and the model directory into `run`. Returns the per-epoch records.
+#[allow(clippy::too_many_arguments)]
+pub fn pretrain(
+    model: VideoBert,
+    model_cfg: &VideoBertConfig,
+    tok: &TextTokenizer,
+    codebook: &HierarchicalKMeans,
+    videos: &[TokenizedVideo],
+    cfg: &PretrainConfig,
+    run: &RunDir,
+    device: &Device,
+    opts: &RunOptions,
+) -> Result<Vec<trainer::EpochRecord>> {
+    cfg.validate()?;
+    ensure!(
+        cfg.valid_videos < videos.len(),
+        "valid_videos = {}: the file has {} videos, none would be left to train on",
+        cfg.valid_videos,
+        videos.len()
+    );
+    let (train, valid) = videos.split_at(videos.len() - cfg.valid_videos);
+    let id = |t: &str| -> Result<u32> {
+        tok.token_to_id(t)
+            .ok_or_else(|| anyhow::anyhow!("the text vocabulary lacks {t}"))
+    };
+    let sp = Specials {
+        cls: id("[CLS]")?,
+        sep: id("[SEP]")?,
+        mask: id("[MASK]")?,
+        pad: tok.pad_id,
+    };
+    // Random replacement tokens: BERT's vocabularies put their specials and unused slots first;
+    // draw from the first token after `[MASK]` (103 in BERT's uncased vocabulary) onwards.
+    let first_plain = sp.mask + 1;
+    let settings = LoopSettings {
+        format: "tessera-videobert",
+        config_file: ("pretrain.toml", toml::to_string(cfg)?),
+        resume_settings: toml::Table::try_from(cfg)?,
+        extendable: &["epochs"],
+        names: CheckpointNames {
+            renames: super::model::hf_renames(),
+            base_prefix: None,
+        },
+        checkpoint_meta: HashMap::new(),
+        seed: cfg.seed,
+        epochs: cfg.epochs,
+        micro_batch: cfg.micro_batch,
+        dropout_stream: STREAM_DROPOUT,
+        lr: cfg.lr,
+        warmup_steps: cfg.warmup_steps,
+        decay: Decay::Linear,
+        adam: AdamConfig {
+            weight_decay: cfg.weight_decay,
+            clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
+            ..AdamConfig::default()
+        },
+        selection: None,
+    };
+    let task = PretrainTask {
+        cfg,
+        model_cfg,
+        tok,
+        codebook,
+        train,
+        valid,
+        sp,
+        first_plain,
+        device,
+        ad: device.clone().autodiff(),
+    };
+    // Every narration text must tokenise before the loop draws from it.
+    task.sequences(train, STREAM_DRAW, 0)?;
+    let out = trainer::train(&task, model, &settings, run, device, opts)?;
+    Ok(out.records)
+}
