@@ -12,19 +12,15 @@ use super::data::{epoch, Kind, MaskedSequence, Specials, TokenizedVideo};
 use super::model::{save, VideoBert, VideoBertConfig};
 use crate::core::fused::cross_entropy;
 use crate::core::kmeans::HierarchicalKMeans;
-use crate::core::optim::{AdamConfig, Decay};
 use crate::core::rng::rng_for;
 use crate::core::run::RunDir;
-use crate::core::trainer::{
-    self, weighted_batch_means, CheckpointNames, LoopSettings, MicroStep, RunOptions, Task,
-};
+use crate::core::trainer::{self, weighted_batch_means, LoopSettings, MicroStep, RunOptions, Task};
 use crate::text::model::TokenBatch;
 use crate::text::tokenize::TextTokenizer;
 use anyhow::{ensure, Result};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 const STREAM_DRAW: u64 = 91;
 const STREAM_SHUFFLE: u64 = 92;
@@ -362,30 +358,17 @@ pub fn pretrain(
     // Random replacement tokens: BERT's vocabularies put their specials and unused slots first;
     // draw from the first token after `[MASK]` (103 in BERT's uncased vocabulary) onwards.
     let first_plain = sp.mask + 1;
-    let settings = LoopSettings {
-        format: "tessera-videobert",
-        config_file: ("pretrain.toml", toml::to_string(cfg)?),
-        resume_settings: toml::Table::try_from(cfg)?,
-        extendable: &["epochs"],
-        names: CheckpointNames {
-            renames: super::model::hf_renames(),
-            base_prefix: None,
-        },
-        checkpoint_meta: HashMap::new(),
-        seed: cfg.seed,
-        epochs: cfg.epochs,
-        micro_batch: cfg.micro_batch,
-        dropout_stream: STREAM_DROPOUT,
-        lr: cfg.lr,
-        warmup_steps: cfg.warmup_steps,
-        decay: Decay::Linear,
-        adam: AdamConfig {
-            weight_decay: cfg.weight_decay,
-            clip_grad_norm: (cfg.clip_grad_norm > 0.0).then_some(cfg.clip_grad_norm),
-            ..AdamConfig::default()
-        },
-        selection: None,
-    };
+    let settings = LoopSettings::standard(
+        "tessera-videobert",
+        "pretrain.toml",
+        cfg,
+        (cfg.seed, cfg.epochs, cfg.micro_batch),
+        (cfg.lr, cfg.warmup_steps),
+        (cfg.weight_decay, cfg.clip_grad_norm),
+        None,
+        super::model::hf_renames(),
+        STREAM_DROPOUT,
+    )?;
     let task = PretrainTask {
         cfg,
         model_cfg,
