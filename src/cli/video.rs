@@ -260,7 +260,14 @@ pub fn show_video(a: ShowVideoArgs) -> Result<()> {
         _ => Vec::new(),
     };
     let mut reader = FrameReader::open(&path, Some(a.rate), None)?;
-    let scale = (128 / reader.width.max(reader.height).max(1)).max(1);
+    // Small frames are enlarged (whole pixels, nearest), large ones shrunk to 320 pixels a side
+    // so that the narration under them stays readable.
+    let longest = reader.width.max(reader.height).max(1) as f32;
+    let scale = if longest < 128.0 {
+        (128.0 / longest).floor()
+    } else {
+        (320.0 / longest).min(1.0)
+    };
     let mut cells = Vec::new();
     let mut i = 0;
     while let Some(frame) = reader.next_frame()? {
@@ -272,9 +279,13 @@ pub fn show_video(a: ShowVideoArgs) -> Result<()> {
         i += 1;
         let big = image::imageops::resize(
             &frame,
-            frame.width() * scale,
-            frame.height() * scale,
-            image::imageops::FilterType::Nearest,
+            ((frame.width() as f32 * scale).round() as u32).max(1),
+            ((frame.height() as f32 * scale).round() as u32).max(1),
+            if scale >= 1.0 {
+                image::imageops::FilterType::Nearest
+            } else {
+                image::imageops::FilterType::Triangle
+            },
         );
         let mut boxes = Vec::new();
         let mut lines = vec![format!("{t:.1} s")];
@@ -284,7 +295,7 @@ pub fn show_video(a: ShowVideoArgs) -> Result<()> {
                 (gt.boxes.get(f), gt.steps.iter().find(|s| t < s.end - 1e-9))
             {
                 boxes.push(LabelledBox {
-                    bbox: b.map(|v| v * scale as f32),
+                    bbox: b.map(|v| v * scale),
                     label: format!("{} {}", step.verb, step.object),
                     colour: class_colour(VERBS.iter().position(|v| *v == step.verb).unwrap_or(0)),
                 });
