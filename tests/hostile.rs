@@ -569,6 +569,7 @@ impl Fixtures {
         ]);
         write(d, "vb_long.toml", "[data]\nmax_text_tokens = 4000\n");
         write(d, "vb_unknown.toml", "nonsense = 1\n");
+        write(d, "vb_nowords.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [], \"times\": [], \"narration\": [{\"start\": 0.5, \"end\": 1.0, \"text\": \"lift the bag\"}]}\n");
         write(d, "vb_words.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [0, 9], \"times\": [[0, 1.5], [1.5, 3]], \"narration\": []}\n");
         f
     }
@@ -850,6 +851,7 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("video tokenize with a codebook of another size", &["video", "tokenize", "--codebook", &p("book5.safetensors"), "--features", &p("feats"), "--output", &p("w.jsonl")], &["book5.safetensors", "32", "5"]),
         case("video tokenize with a codebook that is no codebook", &["video", "tokenize", "--codebook", &p("vl.safetensors"), "--features", &p("feats"), "--output", &p("w.jsonl")], &["vl.safetensors", "levels"]),
         case("videobert pretrain on words past the codebook", &["videobert", "pretrain", "--words", &p("vb_words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vb_words.jsonl:1", "words", "9"]),
+        case("videobert pretrain on videos without words", &["videobert", "pretrain", "--words", &p("vb_nowords.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vb_nowords.jsonl", "nothing to train on"]),
         case("videobert pretrain holding out every video", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--valid-videos", "2", "--run-dir", &p("vb_run")], &["valid_videos"]),
         case("videobert pretrain past the text model's positions", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_long.toml"), "--run-dir", &p("vb_run")], &["max_text_tokens 4000", "positions"]),
         case("videobert pretrain with an unknown setting", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_unknown.toml"), "--run-dir", &p("vb_run")], &["vb_unknown.toml", "nonsense"]),

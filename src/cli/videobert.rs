@@ -72,6 +72,21 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     cfg.validate()?;
     let codebook = tessera::video::words::load_codebook(&a.codebook)?;
     let videos = tessera::videobert::data::read_tokenized(&a.words, codebook.words())?;
+    // A sentence yields a sequence only where its time overlaps a clip: none at all would train
+    // on nothing.
+    let mut rng = tessera::core::rng::rng_for(cfg.seed, 0, 0);
+    let usable = videos
+        .iter()
+        .enumerate()
+        .filter(|(i, v)| !tessera::videobert::data::pairs(v, *i, &cfg.data, &mut rng).is_empty())
+        .count();
+    if usable == 0 {
+        bail!(
+            "{}: no video has narration overlapping its visual words (no words, no narration, or \
+             narration outside the clips): nothing to train on",
+            a.words.display()
+        );
+    }
     let bert = super::regions::resolve_model_dir(&a.bert)?;
     let init = match a.init {
         InitArg::Centroids => VisualInit::Centroids,

@@ -381,8 +381,12 @@ pub fn pretrain(
         device,
         ad: device.clone().autodiff(),
     };
-    // Every narration text must tokenise before the loop draws from it.
-    task.sequences(train, STREAM_DRAW, 0)?;
+    // Every narration text must tokenise before the loop draws from it, and some must overlap
+    // a clip.
+    ensure!(
+        !task.sequences(train, STREAM_DRAW, 0)?.is_empty(),
+        "no training sequence: no training video has narration overlapping its visual words"
+    );
     let out = trainer::train(&task, model, &settings, run, device, opts)?;
     Ok(out.records)
 }
