@@ -8,28 +8,6 @@ use std::path::Path;
 use tessera::core::kmeans::{lloyd, HierarchicalKMeans, Lloyd};
 use tessera::core::video::{probe, FrameReader};
 
-fn tensor_f64(st: &safetensors::SafeTensors, name: &str) -> Vec<f64> {
-    let t = st.tensor(name).unwrap();
-    match t.dtype() {
-        safetensors::Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        safetensors::Dtype::F64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|b| f64::from_le_bytes(b.try_into().unwrap()))
-            .collect(),
-        safetensors::Dtype::I64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        other => panic!("{name}: {other:?}"),
-    }
-}
-
 #[test]
 fn decoded_frames_equal_imageio_ffmpeg_at_every_rate() {
     let reference: serde_json::Value = serde_json::from_str(
@@ -92,16 +70,19 @@ fn probe_reads_size_rate_and_duration() {
 fn lloyd_equals_scikit_learn_at_both_levels() {
     let bytes = std::fs::read("tests/fixtures/kmeans_reference.safetensors").unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let x: Vec<f32> = tensor_f64(&st, "x").iter().map(|&v| v as f32).collect();
+    let x: Vec<f32> = common::tensor_f64(&st, "x")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let d = 24;
     let opt = Lloyd::default();
     let km = lloyd(&x, d, &x[..6 * d], opt).unwrap();
-    let want: Vec<u32> = tensor_f64(&st, "level1_labels")
+    let want: Vec<u32> = common::tensor_f64(&st, "level1_labels")
         .iter()
         .map(|&v| v as u32)
         .collect();
     assert_eq!(km.labels, want);
-    let inertia = tensor_f64(&st, "level1_inertia")[0];
+    let inertia = common::tensor_f64(&st, "level1_inertia")[0];
     assert!(
         ((km.inertia - inertia) / inertia).abs() < 1e-4,
         "{} vs {inertia}",
@@ -116,12 +97,12 @@ fn lloyd_equals_scikit_learn_at_both_levels() {
             .flat_map(|(i, _)| x[i * d..(i + 1) * d].to_vec())
             .collect();
         let k2 = lloyd(&sub, d, &sub[..4 * d], opt).unwrap();
-        let want: Vec<u32> = tensor_f64(&st, &format!("level2_{c}_labels"))
+        let want: Vec<u32> = common::tensor_f64(&st, &format!("level2_{c}_labels"))
             .iter()
             .map(|&v| v as u32)
             .collect();
         assert_eq!(k2.labels, want, "cluster {c}");
-        let inertia = tensor_f64(&st, &format!("level2_{c}_inertia"))[0];
+        let inertia = common::tensor_f64(&st, &format!("level2_{c}_inertia"))[0];
         assert!(
             ((k2.inertia - inertia) / inertia).abs() < 1e-4,
             "cluster {c}: {} vs {inertia}",
@@ -134,7 +115,10 @@ fn lloyd_equals_scikit_learn_at_both_levels() {
 fn hierarchical_words_descend_to_the_leaf_each_point_was_fitted_to() {
     let bytes = std::fs::read("tests/fixtures/kmeans_reference.safetensors").unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let x: Vec<f32> = tensor_f64(&st, "x").iter().map(|&v| v as f32).collect();
+    let x: Vec<f32> = common::tensor_f64(&st, "x")
+        .iter()
+        .map(|&v| v as f32)
+        .collect();
     let d = 24;
     let hkm = HierarchicalKMeans::fit(&x, d, 3, 4, Lloyd::default(), 0).unwrap();
     assert_eq!(hkm.words(), 64);
@@ -397,7 +381,7 @@ fn clip_features_equal_transformers() {
     .unwrap();
     let bytes = std::fs::read("tests/fixtures/video/clip_features_reference.safetensors").unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let want: Vec<f32> = tensor_f64(&st, "features")
+    let want: Vec<f32> = common::tensor_f64(&st, "features")
         .iter()
         .map(|&v| v as f32)
         .collect();

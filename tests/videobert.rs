@@ -259,23 +259,6 @@ fn tokenized_words_past_the_codebook_name_the_line() {
     assert_eq!(read_tokenized(&p, 201).unwrap().len(), 2);
 }
 
-fn tensor(st: &safetensors::SafeTensors, name: &str) -> Vec<f64> {
-    let t = st.tensor(name).unwrap();
-    match t.dtype() {
-        safetensors::Dtype::F32 => t
-            .data()
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        safetensors::Dtype::I64 => t
-            .data()
-            .chunks_exact(8)
-            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f64)
-            .collect(),
-        other => panic!("{name}: {other:?}"),
-    }
-}
-
 #[test]
 fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabulary() {
     use tessera::text::model::TokenBatch;
@@ -289,7 +272,7 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
     let bytes = std::fs::read("tests/fixtures/videobert/reference.safetensors").unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let u = |n: &str| {
-        tensor(&st, n)
+        common::tensor_f64(&st, n)
             .iter()
             .map(|&v| v as u32)
             .collect::<Vec<u32>>()
@@ -312,7 +295,7 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
         .try_to_vec::<f32>()
         .unwrap();
     let d = 32;
-    let want_h: Vec<f32> = tensor(&st, "last_hidden_state")
+    let want_h: Vec<f32> = common::tensor_f64(&st, "last_hidden_state")
         .iter()
         .map(|&v| v as f32)
         .collect();
@@ -332,7 +315,7 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap();
-    let want_l: Vec<f32> = tensor(&st, "prediction_logits")
+    let want_l: Vec<f32> = common::tensor_f64(&st, "prediction_logits")
         .iter()
         .map(|&v| v as f32)
         .collect();
@@ -344,7 +327,7 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
         .convert::<f32>()
         .try_to_vec::<f32>()
         .unwrap();
-    let want_a: Vec<f32> = tensor(&st, "seq_relationship_logits")
+    let want_a: Vec<f32> = common::tensor_f64(&st, "seq_relationship_logits")
         .iter()
         .map(|&v| v as f32)
         .collect();

@@ -322,7 +322,9 @@ pub fn write_clip_features(
     Ok(path)
 }
 
-fn f32_tensor(
+/// An F32 tensor of a safetensors file and its shape; a missing tensor or another dtype is an
+/// error naming the file and the tensor.
+pub(crate) fn f32_tensor(
     path: &Path,
     st: &safetensors::SafeTensors,
     name: &str,

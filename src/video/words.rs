@@ -77,19 +77,14 @@ pub fn load_codebook(path: &Path) -> Result<HierarchicalKMeans> {
     for l in 0..levels {
         let nodes = k.pow(l as u32 + 1);
         let read = |name: String, shape: Vec<usize>| -> Result<Vec<f32>> {
-            let t = st
-                .tensor(&name)
-                .map_err(|_| bad(Some(&name), "missing".into()))?;
-            if t.dtype() != safetensors::Dtype::F32 || t.shape() != shape.as_slice() {
+            let (got, values) = super::features::f32_tensor(path, &st, &name)?;
+            if got != shape {
                 return Err(bad(
                     Some(&name),
-                    format!("{:?} {:?}, expected F32 {shape:?}", t.dtype(), t.shape()),
+                    format!("shape {got:?}, expected {shape:?}"),
                 ));
             }
-            Ok(t.data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect())
+            Ok(values)
         };
         let c = read(format!("centres.{l}"), vec![nodes, dim])?;
         if c.iter().any(|v| !v.is_finite()) {

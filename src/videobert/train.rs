@@ -172,6 +172,8 @@ struct PretrainTask<'a> {
     first_plain: u32,
     device: &'a Device,
     ad: Device,
+    /// Batches of epoch 0 (the schedule's steps per epoch), counted once before training.
+    steps_per_epoch: usize,
 }
 
 pub struct PretrainBatch {
@@ -214,6 +216,10 @@ impl Task for PretrainTask<'_> {
     type Model = VideoBert;
     type Item = MaskedSequence;
     type Batch = PretrainBatch;
+
+    fn steps_per_epoch(&self) -> usize {
+        self.steps_per_epoch
+    }
 
     fn batches(&self, epoch: usize) -> Vec<PretrainBatch> {
         // Tokenising the narration cannot fail here: every text was tokenised before training.
@@ -369,7 +375,7 @@ pub fn pretrain(
         super::model::hf_renames(),
         STREAM_DROPOUT,
     )?;
-    let task = PretrainTask {
+    let mut task = PretrainTask {
         cfg,
         model_cfg,
         tok,
@@ -380,13 +386,16 @@ pub fn pretrain(
         first_plain,
         device,
         ad: device.clone().autodiff(),
+        steps_per_epoch: 0,
     };
     // Every narration text must tokenise before the loop draws from it, and some must overlap
-    // a clip.
+    // a clip. Epoch 0's batches are what `batches(0)` would give: their count is the schedule's.
+    let first = task.sequences(train, STREAM_DRAW, 0)?.len();
     ensure!(
-        !task.sequences(train, STREAM_DRAW, 0)?.is_empty(),
+        first > 0,
         "no training sequence: no training video has narration overlapping its visual words"
     );
+    task.steps_per_epoch = first.div_ceil(cfg.batch_size);
     let out = trainer::train(&task, model, &settings, run, device, opts)?;
     Ok(out.records)
 }
