@@ -677,3 +677,83 @@ fn fused_linear_layer_norm_and_softmax_match_burns_operations() {
     check(ours.4, theirs.4, "LayerNorm gamma gradient");
     check(ours.5, theirs.5, "LayerNorm beta gradient");
 }
+
+/// BLEU, ROUGE-L and CIDEr against pycocoevalcap 1.2 on 60 random captions (1-5 references,
+/// an empty candidate among them), and our tokenizer against its Java PTB tokenizer on the raw
+/// text (fixture: scripts/make_caption_metric_fixtures.py).
+#[test]
+fn caption_metrics_match_pycocoevalcap() {
+    use tessera::core::caption_metrics::{caption_scores, tokenize_caption, CaptionPair};
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captions/captions.json"),
+    )
+    .unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    let items = fixture["items"].as_array().unwrap();
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut candidates = Vec::new();
+    let mut references = Vec::new();
+    for item in items {
+        let raw = item["candidate"].as_str().unwrap();
+        let tokens = item["candidate_tokens"].as_str().unwrap();
+        assert_eq!(tokenize_caption(raw), tokens, "candidate {raw:?}");
+        for (raw, tokens) in strings(&item["references"])
+            .iter()
+            .zip(strings(&item["references_tokens"]))
+        {
+            assert_eq!(tokenize_caption(raw), tokens, "reference {raw:?}");
+        }
+        candidates.push(tokens.to_string());
+        references.push(strings(&item["references_tokens"]));
+    }
+    let pairs: Vec<CaptionPair> = candidates
+        .iter()
+        .zip(&references)
+        .map(|(c, r)| CaptionPair {
+            candidate: c,
+            references: r,
+        })
+        .collect();
+    let ours = caption_scores(&pairs);
+    let expected = &fixture["scores"];
+    for k in 0..4 {
+        let want = expected["bleu"][k].as_f64().unwrap();
+        assert!(
+            (ours.bleu[k] - want).abs() < 1e-6,
+            "BLEU-{}: {} vs {want}",
+            k + 1,
+            ours.bleu[k]
+        );
+    }
+    let close = |a: f64, b: &Value, what: &str| {
+        let b = b.as_f64().unwrap();
+        assert!((a - b).abs() < 1e-6, "{what}: {a} vs {b}");
+    };
+    close(ours.rouge_l, &expected["rouge_l"], "ROUGE-L");
+    close(ours.cider, &expected["cider"], "CIDEr");
+    for (i, (r, c)) in ours
+        .per_caption_rouge_l
+        .iter()
+        .zip(&ours.per_caption_cider)
+        .enumerate()
+    {
+        close(
+            *r,
+            &expected["rouge_l_each"][i],
+            &format!("ROUGE-L of caption {i}"),
+        );
+        close(
+            *c,
+            &expected["cider_each"][i],
+            &format!("CIDEr of caption {i}"),
+        );
+    }
+    // The scores are not trivially 0 or 1.
+    assert!(ours.bleu[3] > 0.1 && ours.bleu[3] < 0.9 && ours.cider > 0.5);
+}

@@ -571,6 +571,43 @@ impl Fixtures {
         write(d, "vb_unknown.toml", "nonsense = 1\n");
         write(d, "vb_nowords.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [], \"times\": [], \"narration\": [{\"start\": 0.5, \"end\": 1.0, \"text\": \"lift the bag\"}]}\n");
         write(d, "vb_words.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [0, 9], \"times\": [[0, 1.5], [1.5, 3]], \"narration\": []}\n");
+        // VideoBERT zero-shot: the parity fixture's network (50 text tokens, 12 visual words)
+        // with a 50-token vocabulary, the same with NaN weights and without a vocabulary.
+        let vb = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/videobert/model");
+        copy_dir(&vb, &d.join("zs_novocab"));
+        copy_dir(&vb, &d.join("zs_model"));
+        let mut vocab: Vec<String> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+            .iter()
+            .map(|t| t.to_string())
+            .collect();
+        for w in "now let me show you how to the lift drop bag left right over out make bigger smaller slide spin fade flip grow shrink around zero one two three".split(' ') {
+            vocab.push(w.to_string());
+        }
+        while vocab.len() < 50 {
+            vocab.push(format!("w{}", vocab.len()));
+        }
+        write(d, "zs_model/vocab.txt", &(vocab.join("\n") + "\n"));
+        copy_dir(&d.join("zs_model"), &d.join("zs_nan"));
+        poison(&d.join("zs_nan/model.safetensors"));
+        write(d, "zs_big.jsonl", "{\"video\": \"000000\", \"duration\": 3.0, \"words\": [0, 40], \"times\": [[0, 1.5], [1.5, 3]], \"narration\": []}\n");
+        write(d, "zs_other.jsonl", "{\"video\": \"elsewhere\", \"duration\": 3.0, \"words\": [0, 1], \"times\": [[0, 1.5], [1.5, 3]], \"narration\": []}\n");
+        write(d, "zs_fields.tsv", "000000\t0\t1.5\tlift\n");
+        write(d, "zs_backwards.tsv", "000000\t2\t1.5\tlift\tbag\n");
+        write(d, "zs_segments.tsv", "000000\t0\t3\tlift\tbag\n");
+        write(d, "zs_verbs.txt", "lift\ndrop\nlift\n");
+        write(d, "zs_verbs_ok.txt", "lift\ndrop\n");
+        write(d, "zs_objects.txt", "zero\none\n");
+        copy_dir(&d.join("zs_model"), &d.join("zs_book4"));
+        std::fs::copy(
+            d.join("book.safetensors"),
+            d.join("zs_book4/codebook.safetensors"),
+        )
+        .unwrap();
+        write(
+            d,
+            "zs_verbs_phrase.txt",
+            "lift\tlift the {object}\ndrop\tdrop the {object}\n",
+        );
         f
     }
 }
@@ -856,6 +893,36 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("videobert pretrain past the text model's positions", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_long.toml"), "--run-dir", &p("vb_run")], &["max_text_tokens 4000", "positions"]),
         case("videobert pretrain with an unknown setting", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_unknown.toml"), "--run-dir", &p("vb_run")], &["vb_unknown.toml", "nonsense"]),
         case("videobert pretrain at a NaN learning rate", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--lr", "NaN", "--run-dir", &p("vb_run")], &["lr"]),
+        case("videobert zero-shot with a 4-field segment line", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_fields.tsv"), "--verbs", &p("zs_verbs_ok.txt"), "--objects", &p("zs_objects.txt")], &["zs_fields.tsv:1", "4 tab-separated"]),
+        case("videobert zero-shot with a segment ending before it starts", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_backwards.tsv"), "--verbs", &p("zs_verbs_ok.txt"), "--objects", &p("zs_objects.txt")], &["zs_backwards.tsv:1", "end"]),
+        case("videobert zero-shot with verbs but no objects", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv"), "--verbs", &p("zs_verbs_ok.txt")], &["--verbs", "--objects"]),
+        case("videobert zero-shot on a TSV without label files", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv")], &["zs_segments.tsv", "--verbs"]),
+        case("videobert zero-shot with a label twice", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv"), "--verbs", &p("zs_verbs.txt"), "--objects", &p("zs_objects.txt")], &["zs_verbs.txt:3", "twice"]),
+        case("videobert zero-shot with a template lacking {verb}", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv"), "--verbs", &p("zs_verbs_ok.txt"), "--objects", &p("zs_objects.txt"), "--template", "show me the {object}"], &["--template", "{verb}"]),
+        case("videobert zero-shot with the object slot twice", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv"), "--verbs", &p("zs_verbs_phrase.txt"), "--objects", &p("zs_objects.txt")], &["lift", "{object}", "template"]),
+        case("videobert zero-shot with a template past the positions", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv"), "--verbs", &p("zs_verbs_ok.txt"), "--objects", &p("zs_objects.txt"), "--template", &format!("{} {{verb}} the {{object}}", "now ".repeat(60))], &["positions"]),
+        case("videobert zero-shot with segment labels the files lack", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("zs_segments.tsv"), "--verbs", &p("zs_verbs_ok.txt"), "--objects", &p("zs_objects.txt")], &["bag", "lack"]),
+        case("videobert zero-shot on words past the model's codebook", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("zs_big.jsonl"), "--segments", &p("vids")], &["zs_big.jsonl:1", "40", "12 visual words"]),
+        case("videobert zero-shot on words of other videos", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("zs_other.jsonl"), "--segments", &p("vids")], &["no segment has visual words", "elsewhere"]),
+        case("videobert zero-shot with NaN weights", &["videobert", "zero-shot", "--model", &p("zs_nan"), "--words", &p("words.jsonl"), "--segments", &p("vids")], &["zs_nan", "non-finite"]),
+        case("videobert zero-shot from a model without a vocabulary", &["videobert", "zero-shot", "--model", &p("zs_novocab"), "--words", &p("words.jsonl"), "--segments", &p("vids")], &["zs_novocab", "vocabulary"]),
+        case("videobert zero-shot with a batch of 0", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("vids"), "--batch-size", "0"], &["--batch-size"]),
+        ok_case("videobert zero-shot on the generated corpus", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("vids"), "--output", &p("zs.jsonl")]),
+        pipe_case("videobert zero-shot --json into head", &["videobert", "zero-shot", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--segments", &p("vids"), "--json"]),
+        case("videobert predict with a prefix of 0", &["videobert", "predict", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--prefix", "0"], &["--prefix 0"]),
+        case("videobert predict with a prefix past the positions", &["videobert", "predict", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--prefix", "100"], &["--prefix 100", "positions"]),
+        case("videobert predict on videos shorter than the prefix", &["videobert", "predict", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--prefix", "30"], &["more than 30 visual words"]),
+        case("videobert predict on words past the model's codebook", &["videobert", "predict", "--model", &p("zs_model"), "--words", &p("zs_big.jsonl")], &["zs_big.jsonl:1", "40"]),
+        case("videobert illustrate from a model without its codebook", &["videobert", "illustrate", "--model", &p("zs_model"), "--text", "lift the bag", "--features", &p("feats"), "--videos", &p("vids"), "--output", &p("ill.png")], &["codebook.safetensors"]),
+        case("videobert illustrate with a codebook not the model's", &["videobert", "illustrate", "--model", &p("zs_book4"), "--text", "lift the bag", "--features", &p("feats"), "--videos", &p("vids"), "--output", &p("ill.png")], &["codebook.safetensors", "4 words", "12 visual words"]),
+        case("videobert illustrate with 0 words", &["videobert", "illustrate", "--model", &p("zs_model"), "--text", "lift the bag", "--words", "0", "--features", &p("feats"), "--videos", &p("vids"), "--output", &p("ill.png")], &["--words", "0"]),
+        case("videobert features with a window past the positions", &["videobert", "features", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--window", "100", "--output", &p("vbf")], &["--window 100", "positions"]),
+        case("videobert features from NaN weights", &["videobert", "features", "--model", &p("zs_nan"), "--words", &p("words.jsonl"), "--output", &p("vbf")], &["zs_nan", "non-finite"]),
+        ok_case("videobert features of the tokenized corpus", &["videobert", "features", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--output", &p("vbf")]),
+        ok_case("videobert predict on the tokenized corpus", &["videobert", "predict", "--model", &p("zs_model"), "--words", &p("words.jsonl"), "--prefix", "1"]),
+        case("videobert bench with heads not dividing the width", &["videobert", "bench", "--hidden", "30", "--heads", "4"], &["--hidden 30", "--heads 4"]),
+        case("videobert bench with a huge batch", &["videobert", "bench", "--batch", "100000000"], &["--batch"]),
+        case("videobert bench in an unknown mode", &["videobert", "bench", "--mode", "fly", "--hidden", "8", "--heads", "2", "--layers", "1", "--text-vocab", "300", "--batch", "2"], &["--mode", "fly"]),
         case("videobert pretrain with a codebook that is no codebook", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("vl.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vl.safetensors", "levels"]),
         case("0 videos", &["data", "videos", "--output", &p("vv"), "--count", "0"], &["--count"]),
         case("videos of an odd side", &["data", "videos", "--output", &p("vv"), "--count", "1", "--size", "65"], &["--size 65", "even"]),

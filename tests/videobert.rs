@@ -336,6 +336,116 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
     eprintln!("max differences: hidden {dh:.2e}, token scores {dl:.2e}, alignment {da:.2e}");
 }
 
+/// One training step against PyTorch: the fixture's masked sequences through our pretraining
+/// loss (MLM + 0.5 MFM + 2 alignment) give transformers' loss, and every parameter's gradient
+/// equals `BertForPreTraining`'s under its state-dict name (the tied decoder's gradient lands
+/// on the word embeddings on both sides).
+#[test]
+fn one_training_step_has_the_loss_and_gradients_of_transformers() {
+    use tessera::videobert::data::{MaskedSequence, Sequence};
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let ad = device.clone().autodiff();
+    let (_, model) = tessera::videobert::model::load(
+        std::path::Path::new("tests/fixtures/videobert/model"),
+        &ad,
+    )
+    .unwrap();
+    let bytes = std::fs::read("tests/fixtures/videobert/reference.safetensors").unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let u = |n: &str| -> Vec<u32> {
+        common::tensor_f64(&st, n)
+            .iter()
+            .map(|&v| v as u32)
+            .collect()
+    };
+    let (ids, masked, types, attn) = (
+        u("input_ids"),
+        u("masked_input_ids"),
+        u("token_type_ids"),
+        u("attention_mask"),
+    );
+    let len = ids.len() / 2;
+    let targets = |pos: &str, tgt: &str, row: usize| -> Vec<(usize, u32)> {
+        let p = u(pos);
+        p.chunks(2)
+            .zip(u(tgt))
+            .filter(|(rc, _)| rc[0] as usize == row)
+            .map(|(rc, t)| (rc[1] as usize, t))
+            .collect()
+    };
+    let aligned = u("alignment_labels");
+    let seqs: Vec<MaskedSequence> = (0..2)
+        .map(|r| {
+            let n = attn[r * len..(r + 1) * len]
+                .iter()
+                .filter(|&&m| m == 1)
+                .count();
+            MaskedSequence {
+                seq: Sequence {
+                    kind: Kind::Joint,
+                    ids: ids[r * len..r * len + n].to_vec(),
+                    type_ids: types[r * len..r * len + n].to_vec(),
+                    aligned: Some(aligned[r] == 0),
+                },
+                input: masked[r * len..r * len + n].to_vec(),
+                text_targets: targets("text_target_positions", "text_targets", r),
+                word_targets: targets("word_target_positions", "word_targets", r),
+            }
+        })
+        .collect();
+    let counts = tessera::videobert::train::target_counts(&seqs);
+    assert_eq!(counts, [2, 3, 2]);
+    let loss =
+        tessera::videobert::train::pretrain_loss(&model, &seqs, &counts, [1.0, 0.5, 2.0], 0, &ad);
+    let value: f32 = loss
+        .clone()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap()[0];
+    let want = common::tensor_f64(&st, "loss")[0] as f32;
+    assert!((value - want).abs() < 1e-5, "loss {value} vs {want}");
+    let grads = burn::optim::GradientsParams::from_grads(loss.backward(), &model);
+    let ours = tessera::core::checkpoint::named_gradients(
+        &model,
+        &grads,
+        &tessera::videobert::model::hf_renames(),
+    );
+    let mut worst = (0.0f32, String::new());
+    let mut seen = Vec::new();
+    for (name, data) in &ours {
+        let g: Vec<f32> = data.clone().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let key = format!("grad.{name}");
+        let want: Vec<f32> = common::tensor_f64(&st, &key)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
+        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
+        let d = common::max_diff(&g, &want) / scale;
+        assert!(
+            d < 1e-5,
+            "{name}: gradients differ by {d} (relative to {scale})"
+        );
+        if d >= worst.0 {
+            worst = (d, name.clone());
+        }
+        seen.push(key);
+    }
+    let missing: Vec<String> = st
+        .names()
+        .into_iter()
+        .filter(|n| n.starts_with("grad.") && !seen.contains(&n.to_string()))
+        .map(str::to_string)
+        .collect();
+    assert!(missing.is_empty(), "no gradient of ours for {missing:?}");
+    eprintln!(
+        "loss {value} vs {want}; {} gradients, worst {:.2e} ({})",
+        ours.len(),
+        worst.0,
+        worst.1
+    );
+}
+
 #[test]
 fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_centroids() {
     use tessera::core::kmeans::{HierarchicalKMeans, Lloyd};

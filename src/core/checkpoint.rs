@@ -50,6 +50,8 @@ struct Collector<'a> {
     path: Vec<String>,
     containers: Vec<String>,
     renames: &'a [(&'a str, &'a str)],
+    /// Collect these gradients instead of the parameters (parameters without one are left out).
+    grads: Option<&'a burn::optim::GradientsParams>,
     out: Vec<(String, TensorData)>,
 }
 
@@ -65,7 +67,13 @@ impl ModuleVisitor for Collector<'_> {
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
         let container = self.containers.last().cloned().unwrap_or_default();
         let (name, transpose) = storage_name(&self.path, &container, self.renames);
-        let t = param.val();
+        let t = match self.grads {
+            None => param.val(),
+            Some(g) => match g.get::<D>(param.id) {
+                Some(t) => t,
+                None => return,
+            },
+        };
         let data = if transpose && D == 2 {
             t.transpose().into_data()
         } else {
@@ -81,6 +89,25 @@ pub fn named_tensors<M: Module>(module: &M, renames: &[(&str, &str)]) -> Vec<(St
         path: vec![],
         containers: vec![],
         renames,
+        grads: None,
+        out: vec![],
+    };
+    module.visit(&mut c);
+    c.out
+}
+
+/// The gradient of every float parameter of `module` that has one, under the parameter's
+/// checkpoint name and in its storage layout (gradient parity against PyTorch's state dict).
+pub fn named_gradients<M: Module>(
+    module: &M,
+    grads: &burn::optim::GradientsParams,
+    renames: &[(&str, &str)],
+) -> Vec<(String, TensorData)> {
+    let mut c = Collector {
+        path: vec![],
+        containers: vec![],
+        renames,
+        grads: Some(grads),
         out: vec![],
     };
     module.visit(&mut c);

@@ -23,6 +23,7 @@ macro_rules! simd_dispatch {
 }
 
 pub mod attention;
+pub mod caption_metrics;
 pub mod checkpoint;
 pub mod coattention;
 pub mod device;

@@ -299,15 +299,33 @@ pub fn write_clip_features(
     backbone: &str,
     s: &ClipSampling,
 ) -> Result<PathBuf> {
+    write_features_with(
+        dir,
+        f,
+        &[
+            ("backbone", backbone.to_string()),
+            ("clip_seconds", format!("{}", s.clip_seconds)),
+            ("frame_rate", format!("{}", s.frame_rate)),
+        ],
+    )
+}
+
+/// Write `<dir>/<video>.safetensors` atomically with the video, its duration and `extra` in the
+/// metadata (features of other origins: VideoBERT's hidden states).
+pub fn write_features_with(
+    dir: &Path,
+    f: &ClipFeatures,
+    extra: &[(&str, String)],
+) -> Result<PathBuf> {
     let path = dir.join(format!("{}.safetensors", f.video));
     let times: Vec<f32> = f.times.iter().flatten().copied().collect();
-    let meta = HashMap::from([
+    let mut meta = HashMap::from([
         ("video".to_string(), f.video.clone()),
         ("duration".to_string(), format!("{}", f.duration)),
-        ("backbone".to_string(), backbone.to_string()),
-        ("clip_seconds".to_string(), format!("{}", s.clip_seconds)),
-        ("frame_rate".to_string(), format!("{}", s.frame_rate)),
     ]);
+    for (k, v) in extra {
+        meta.insert(k.to_string(), v.clone());
+    }
     save_safetensors(
         &path,
         &[

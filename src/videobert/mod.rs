@@ -6,5 +6,7 @@
 
 pub mod config;
 pub mod data;
+pub mod eval;
+pub mod generate;
 pub mod model;
 pub mod train;

@@ -161,6 +161,44 @@ fn scores(model: &VideoBert, p: &Prepared, device: &Device) -> Scores {
     (text, words, align)
 }
 
+/// The pretraining loss of `micro`, part of a batch with `counts` masked text tokens, masked
+/// visual words and joint sequences: each objective's cross-entropy summed over the micro-batch
+/// and divided by the batch's count (a mean over the batch once the micro-batches are summed),
+/// weighted by `weights` (MLM, MFM, alignment). `device` is an autodiff device.
+pub fn pretrain_loss(
+    model: &VideoBert,
+    micro: &[MaskedSequence],
+    counts: &[usize; 3],
+    weights: [f64; 3],
+    pad: u32,
+    device: &Device,
+) -> Tensor<1> {
+    let refs: Vec<&MaskedSequence> = micro.iter().collect();
+    let p = prepare(&refs, pad);
+    let (text, words, align) = scores(model, &p, device);
+    weighted_batch_means(
+        vec![
+            (
+                text.map(|l| cross_entropy(l, &p.text.1)),
+                p.text.1.len(),
+                weights[0],
+            ),
+            (
+                words.map(|l| cross_entropy(l, &p.words.1)),
+                p.words.1.len(),
+                weights[1],
+            ),
+            (
+                align.map(|l| cross_entropy(l, &p.joint.1)),
+                p.joint.1.len(),
+                weights[2],
+            ),
+        ],
+        counts,
+        device,
+    )
+}
+
 struct PretrainTask<'a> {
     cfg: &'a PretrainConfig,
     model_cfg: &'a VideoBertConfig,
@@ -202,7 +240,9 @@ impl PretrainTask<'_> {
     }
 }
 
-fn counts(seqs: &[MaskedSequence]) -> [usize; 3] {
+/// Masked text tokens, masked visual words and joint sequences of `seqs` (the counts
+/// [`pretrain_loss`] divides by for a whole batch).
+pub fn target_counts(seqs: &[MaskedSequence]) -> [usize; 3] {
     let mut c = [0; 3];
     for s in seqs {
         c[0] += s.text_targets.len();
@@ -232,7 +272,7 @@ impl Task for PretrainTask<'_> {
             let rest = seqs.split_off(self.cfg.batch_size.min(seqs.len()));
             let batch = std::mem::replace(&mut seqs, rest);
             out.push(PretrainBatch {
-                counts: counts(&batch),
+                counts: target_counts(&batch),
                 seqs: batch,
             });
         }
@@ -254,30 +294,12 @@ impl Task for PretrainTask<'_> {
         micro: &[MaskedSequence],
         _: MicroStep,
     ) -> Tensor<1> {
-        let refs: Vec<&MaskedSequence> = micro.iter().collect();
-        let p = prepare(&refs, self.sp.pad);
-        let (text, words, align) = scores(m, &p, &self.ad);
-        weighted_batch_means(
-            vec![
-                (
-                    text.map(|l| cross_entropy(l, &p.text.1)),
-                    p.text.1.len(),
-                    self.cfg.mlm_weight,
-                ),
-                (
-                    words.map(|l| cross_entropy(l, &p.words.1)),
-                    p.words.1.len(),
-                    self.cfg.mfm_weight,
-                ),
-                (
-                    align.map(|l| cross_entropy(l, &p.joint.1)),
-                    p.joint.1.len(),
-                    self.cfg.alignment_weight,
-                ),
-            ],
-            &batch.counts,
-            &self.ad,
-        )
+        let weights = [
+            self.cfg.mlm_weight,
+            self.cfg.mfm_weight,
+            self.cfg.alignment_weight,
+        ];
+        pretrain_loss(m, micro, &batch.counts, weights, self.sp.pad, &self.ad)
     }
 
     fn evaluate(&self, model: &VideoBert) -> Result<Vec<(String, f64)>> {
