@@ -82,20 +82,7 @@ for round in $(seq "$ROUNDS"); do
         peer "$mode" > "$work/peer_${mode}_$round.json"
     done
 done
-python3 - "$work" "$THREADS" "$ROUNDS" <<'PY'
-import glob, json, statistics, sys
-work, threads, rounds = sys.argv[1], sys.argv[2], sys.argv[3]
-def load(side, mode):
-    runs = [json.load(open(f)) for f in sorted(glob.glob(f"{work}/{side}_{mode}_*.json"))]
-    return {"seconds_median": statistics.median(t for r in runs for t in r["seconds"]),
-            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
-print(f"VideoBERT against transformers BertForPreTraining (PyTorch CPU), {threads} threads, "
-      f"{rounds} rounds taking turns, median of all timed runs")
-print(f"{'case':<46}{'tessera s':>11}{'PyTorch s':>11}{'speed-up':>10}{'MiB ours':>10}{'MiB peer':>10}")
-for mode, name in [("infer", "inference, MiniLM size, 32 x (24 + 16)"),
-                   ("train", "pretraining step, MiniLM size, 32 x (24 + 16)")]:
-    o, p = load("ours", mode), load("peer", mode)
-    print(f"{name:<46}{o['seconds_median']:>11.3f}{p['seconds_median']:>11.3f}"
-          f"{p['seconds_median'] / o['seconds_median']:>9.2f}x{o['peak_rss_mib']:>10.0f}{p['peak_rss_mib']:>10.0f}")
-print("speed-up: PyTorch's time / ours (>1: we are faster)")
-PY
+python3 bench/side_by_side.py "$work" "$THREADS" "$ROUNDS" \
+    "VideoBERT against transformers BertForPreTraining (PyTorch CPU)" PyTorch \
+    "inference, MiniLM size, 32 x (24 + 16)" \
+    "pretraining step, MiniLM size, 32 x (24 + 16)"

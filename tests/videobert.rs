@@ -679,4 +679,68 @@ fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory()
     let device = tessera::core::device::device_from_name("cpu").unwrap();
     let (cfg, _) = tessera::videobert::model::load(&dir.path().join("run"), &device).unwrap();
     assert_eq!((cfg.text_vocab_size, cfg.visual_words), (30_522, 16));
+
+    // Frozen visual embeddings: after an epoch the visual rows are the initial ones (the
+    // centroids through the projection, seed 0) while the text rows have moved.
+    std::fs::write(p("freeze.toml"), "freeze_visual_embeddings = true\n").unwrap();
+    run(&[
+        "videobert",
+        "pretrain",
+        "--words",
+        &p("w.jsonl"),
+        "--codebook",
+        &p("book.safetensors"),
+        "--run-dir",
+        &p("frozen"),
+        "--config",
+        &p("freeze.toml"),
+        "--epochs",
+        "1",
+        "--lr",
+        "5e-4",
+        "--batch-size",
+        "16",
+        "--json",
+    ]);
+    let codebook =
+        tessera::video::words::load_codebook(std::path::Path::new(&p("book.safetensors"))).unwrap();
+    let (_, init) = tessera::videobert::model::from_text_bert(
+        std::path::Path::new("data/minilm"),
+        &codebook,
+        tessera::videobert::model::VisualInit::Centroids,
+        0,
+        &device,
+    )
+    .unwrap();
+    let init: Vec<f32> = init
+        .bert
+        .embeddings
+        .word_embeddings
+        .weight
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let (_, trained) =
+        tessera::videobert::model::load(&dir.path().join("frozen"), &device).unwrap();
+    let trained: Vec<f32> = trained
+        .bert
+        .embeddings
+        .word_embeddings
+        .weight
+        .val()
+        .into_data()
+        .convert::<f32>()
+        .try_to_vec::<f32>()
+        .unwrap();
+    let h = 384;
+    let first_visual = (30_522 + 1) * h;
+    assert_eq!(
+        init[first_visual..],
+        trained[first_visual..],
+        "visual rows moved"
+    );
+    let text_moved = common::max_diff(&init[..30_522 * h], &trained[..30_522 * h]);
+    assert!(text_moved > 1e-4, "text rows did not train ({text_moved})");
 }

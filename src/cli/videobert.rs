@@ -84,7 +84,8 @@ pub struct IllustrateArgs {
     /// Visual words to generate.
     #[arg(long, default_value_t = 4, value_parser = super::at_least_one())]
     pub words: usize,
-    /// Rounds of iterative masked prediction.
+    /// Rounds of iterative masked prediction; 1 is the paper's one-shot form (every position's
+    /// most likely word given the sentence, at once).
     #[arg(long, default_value_t = 4, value_parser = super::at_least_one())]
     pub iterations: usize,
     /// Clip features of the videos to draw clips from (`tessera video features`).
@@ -524,12 +525,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         })
         .collect();
     let counts = target_counts(&seqs);
-    let workers = rayon::current_num_threads().min(a.batch).max(1);
-    let per = a.batch.div_ceil(workers);
-    let parts: Vec<(usize, usize)> = (0..workers)
-        .map(|w| ((w * per).min(a.batch), ((w + 1) * per).min(a.batch)))
-        .filter(|(lo, hi)| lo < hi)
-        .collect();
+    let parts = tessera::core::parallel::row_slices(a.batch);
+    let workers = parts.len();
     let mut times = Vec::new();
     match a.mode.as_str() {
         "infer" => {

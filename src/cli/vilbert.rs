@@ -1035,12 +1035,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
                 .collect()
         })
         .collect();
-    let workers = rayon::current_num_threads().min(a.batch).max(1);
-    let per = a.batch.div_ceil(workers);
-    let parts: Vec<(usize, usize)> = (0..workers)
-        .map(|w| ((w * per).min(a.batch), ((w + 1) * per).min(a.batch)))
-        .filter(|(lo, hi)| lo < hi)
-        .collect();
+    let parts = tessera::core::parallel::row_slices(a.batch);
+    let workers = parts.len();
     let batch_of = |lo: usize, hi: usize| {
         let pairs: Vec<(&[u32], &ImageInput)> = (lo..hi)
             .map(|i| (texts[i].as_slice(), &images[i]))

@@ -793,12 +793,8 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             image: i,
         })
         .collect();
-    let workers = rayon::current_num_threads().min(a.batch).max(1);
-    let per = a.batch.div_ceil(workers);
-    let parts: Vec<(usize, usize)> = (0..workers)
-        .map(|w| ((w * per).min(a.batch), ((w + 1) * per).min(a.batch)))
-        .filter(|(lo, hi)| lo < hi)
-        .collect();
+    let parts = tessera::core::parallel::row_slices(a.batch);
+    let workers = parts.len();
     let mut times = Vec::new();
     match a.mode.as_str() {
         "infer" => {

@@ -82,6 +82,11 @@ pub trait Task: Sync {
     fn evaluate(&self, model: &Self::Model) -> Result<Vec<(String, f64)>>;
     /// Write the model (the best so far, or the last epoch's) into the run directory.
     fn save_model(&self, model: &Self::Model, run: &RunDir, epoch: usize) -> Result<()>;
+    /// The model after each optimiser step: parameters held fixed in part are put back here
+    /// (VideoBERT's frozen visual-word embeddings).
+    fn after_step(&self, model: Self::Model) -> Self::Model {
+        model
+    }
 }
 
 /// A task over examples `0..examples` in shuffled batches, given as functions: the fine-tuning
@@ -881,7 +886,7 @@ pub fn train<T: Task>(
                 loss.is_finite(),
                 "training diverged at step {step}: loss is {loss}"
             );
-            model = adam.step(model, grads, lr);
+            model = task.after_step(adam.step(model, grads, lr));
             partial.loss_sum += loss;
             partial.loss_batches += 1;
             partial.items += items.len() as u64;

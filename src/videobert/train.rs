@@ -44,6 +44,10 @@ pub struct PretrainConfig {
     pub mlm_weight: f64,
     pub mfm_weight: f64,
     pub alignment_weight: f64,
+    /// Keep the visual words' embedding rows (and so, the head being tied, their output rows)
+    /// as initialised: the issue reads the paper as freezing them; the paper's text does not
+    /// say. Default false: trained like every other row.
+    pub freeze_visual_embeddings: bool,
     pub data: DataConfig,
 }
 
@@ -62,6 +66,7 @@ impl Default for PretrainConfig {
             mlm_weight: 1.0,
             mfm_weight: 1.0,
             alignment_weight: 1.0,
+            freeze_visual_embeddings: false,
             data: DataConfig::default(),
         }
     }
@@ -210,6 +215,9 @@ struct PretrainTask<'a> {
     first_plain: u32,
     device: &'a Device,
     ad: Device,
+    /// The visual words' embedding rows to put back after every step (frozen), with their first
+    /// row.
+    frozen: Option<(usize, TensorData)>,
     /// Batches of epoch 0 (the schedule's steps per epoch), counted once before training.
     steps_per_epoch: usize,
 }
@@ -341,6 +349,20 @@ impl Task for PretrainTask<'_> {
         ])
     }
 
+    fn after_step(&self, mut model: VideoBert) -> VideoBert {
+        if let Some((first, rows)) = &self.frozen {
+            let weight = model.bert.embeddings.word_embeddings.weight;
+            model.bert.embeddings.word_embeddings.weight = weight.map(|w| {
+                let [v, h] = w.dims();
+                let fixed = Tensor::<2>::from_data(rows.clone(), &w.device());
+                w.slice_assign([*first..v, 0..h], fixed)
+                    .detach()
+                    .require_grad()
+            });
+        }
+        model
+    }
+
     fn save_model(&self, model: &VideoBert, run: &RunDir, _epoch: usize) -> Result<()> {
         save(&run.path, self.model_cfg, model)?;
         self.tok.save(&run.path)?;
@@ -408,8 +430,15 @@ pub fn pretrain(
         first_plain,
         device,
         ad: device.clone().autodiff(),
+        frozen: None,
         steps_per_epoch: 0,
     };
+    if cfg.freeze_visual_embeddings {
+        let first = model_cfg.layout().word(0) as usize;
+        let w = model.bert.embeddings.word_embeddings.weight.val();
+        let [v, h] = w.dims();
+        task.frozen = Some((first, w.slice([first..v, 0..h]).into_data()));
+    }
     // Every narration text must tokenise before the loop draws from it, and some must overlap
     // a clip. Epoch 0's batches are what `batches(0)` would give: their count is the schedule's.
     let first = task.sequences(train, STREAM_DRAW, 0)?.len();
