@@ -8,14 +8,14 @@
 # Variants: main (2 levels x 12 words, configs/videobert-generated.toml), no-alignment
 # (alignment_weight = 0 and misaligned_prob = 0: no objective and no mismatched pairs), flat (one level of 144 words: the same vocabulary size), fewer-levels
 # (one level of 12 words). Work goes to $OUT (default runs/videobert-generated); corpora and
-# features are made once and reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (56),
+# features are made once and reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112),
 # FRAME_RATE (2) and THREADS (all cores) set the scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/videobert-generated}
 TRAIN_VIDEOS=${TRAIN_VIDEOS:-2000}
 TEST_VIDEOS=${TEST_VIDEOS:-500}
-IMAGE_SIZE=${IMAGE_SIZE:-56}
+IMAGE_SIZE=${IMAGE_SIZE:-112}
 FRAME_RATE=${FRAME_RATE:-2}
 THREADS=${THREADS:-$(nproc)}
 VARIANTS=${*:-main no-alignment flat fewer-levels}
