@@ -288,17 +288,9 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
     };
     let mask = batch.mask.clone();
     let hidden = model.forward(&batch, &device);
-    let h: Vec<f32> = hidden
-        .clone()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let h: Vec<f32> = common::values(hidden.clone().into_data());
     let d = 32;
-    let want_h: Vec<f32> = common::tensor_f64(&st, "last_hidden_state")
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let want_h: Vec<f32> = common::tensor_f32(&st, "last_hidden_state");
     // Padding positions hold whatever each side computes there: compare real tokens.
     let real: Vec<usize> = (0..2 * len).filter(|&i| mask[i] == 1).collect();
     let pick = |v: &[f32], w: usize| -> Vec<f32> {
@@ -309,28 +301,12 @@ fn the_network_equals_transformers_bert_for_pretraining_over_the_joint_vocabular
     let dh = common::max_diff(&pick(&h, d), &pick(&want_h, d));
     assert!(dh < 1e-5, "hidden states differ by {dh}");
     let flat = hidden.clone().reshape([2 * len, d]);
-    let logits: Vec<f32> = model
-        .token_logits(flat)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let want_l: Vec<f32> = common::tensor_f64(&st, "prediction_logits")
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let logits: Vec<f32> = common::values(model.token_logits(flat).into_data());
+    let want_l: Vec<f32> = common::tensor_f32(&st, "prediction_logits");
     let dl = common::max_diff(&pick(&logits, 63), &pick(&want_l, 63));
     assert!(dl < 1e-5, "token scores differ by {dl}");
-    let align: Vec<f32> = model
-        .alignment_logits(hidden)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let want_a: Vec<f32> = common::tensor_f64(&st, "seq_relationship_logits")
-        .iter()
-        .map(|&v| v as f32)
-        .collect();
+    let align: Vec<f32> = common::values(model.alignment_logits(hidden).into_data());
+    let want_a: Vec<f32> = common::tensor_f32(&st, "seq_relationship_logits");
     let da = common::max_diff(&align, &want_a);
     assert!(da < 1e-5, "alignment scores differ by {da}");
     eprintln!("max differences: hidden {dh:.2e}, token scores {dl:.2e}, alignment {da:.2e}");
@@ -414,12 +390,9 @@ fn one_training_step_has_the_loss_and_gradients_of_transformers() {
     let mut worst = (0.0f32, String::new());
     let mut seen = Vec::new();
     for (name, data) in &ours {
-        let g: Vec<f32> = data.clone().convert::<f32>().try_to_vec::<f32>().unwrap();
+        let g: Vec<f32> = common::values(data.clone());
         let key = format!("grad.{name}");
-        let want: Vec<f32> = common::tensor_f64(&st, &key)
-            .iter()
-            .map(|&v| v as f32)
-            .collect();
+        let want: Vec<f32> = common::tensor_f32(&st, &key);
         let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1.0);
         let d = common::max_diff(&g, &want) / scale;
         assert!(
@@ -480,30 +453,19 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
         type_ids: vec![0; 6],
         mask: vec![1; 6],
     };
-    let a: Vec<f32> = model
-        .forward(&batch, &device)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
-    let b: Vec<f32> = text
-        .forward(&batch, &device)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let a: Vec<f32> = common::values(model.forward(&batch, &device).into_data());
+    let b: Vec<f32> = common::values(text.forward(&batch, &device).into_data());
     assert!(common::max_diff(&a, &b) < 1e-6);
     // Visual rows: words of one centroid group are closer to each other than to other groups'.
-    let rows: Vec<f32> = model
-        .bert
-        .embeddings
-        .word_embeddings
-        .weight
-        .val()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let rows: Vec<f32> = common::values(
+        model
+            .bert
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .into_data(),
+    );
     let h = cfg.bert.hidden_size;
     let row = |w: usize| &rows[(30_523 + w) * h..(30_524 + w) * h];
     let leaves = &book.centres[1];
@@ -542,12 +504,7 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
     save(dir.path(), &cfg, &model).unwrap();
     let (cfg2, back) = load(dir.path(), &device).unwrap();
     assert_eq!(cfg2, cfg);
-    let c: Vec<f32> = back
-        .forward(&batch, &device)
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let c: Vec<f32> = common::values(back.forward(&batch, &device).into_data());
     assert!(common::max_diff(&a, &c) < 1e-7);
 }
 
@@ -712,28 +669,25 @@ fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory()
         &device,
     )
     .unwrap();
-    let init: Vec<f32> = init
-        .bert
-        .embeddings
-        .word_embeddings
-        .weight
-        .val()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let init: Vec<f32> = common::values(
+        init.bert
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .into_data(),
+    );
     let (_, trained) =
         tessera::videobert::model::load(&dir.path().join("frozen"), &device).unwrap();
-    let trained: Vec<f32> = trained
-        .bert
-        .embeddings
-        .word_embeddings
-        .weight
-        .val()
-        .into_data()
-        .convert::<f32>()
-        .try_to_vec::<f32>()
-        .unwrap();
+    let trained: Vec<f32> = common::values(
+        trained
+            .bert
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .into_data(),
+    );
     let h = 384;
     let first_visual = (30_522 + 1) * h;
     assert_eq!(

@@ -278,3 +278,13 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Videobert(cmd) => videobert::run(cmd),
     }
 }
+
+/// Print a `bench` subcommand's JSON: its settings (`fields`, an object), the timed runs sorted,
+/// their median and the peak memory (the benches' scripts read `seconds` and `peak_rss_mib`).
+pub fn print_bench(mut fields: serde_json::Value, mut times: Vec<f64>) {
+    times.sort_by(f64::total_cmp);
+    fields["seconds_median"] = serde_json::json!(times[times.len() / 2]);
+    fields["seconds"] = serde_json::json!(times);
+    fields["peak_rss_mib"] = serde_json::json!(tessera::core::resources::peak_rss_mib());
+    println!("{fields}");
+}

@@ -1123,13 +1123,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         }
         other => bail!("unknown --mode `{other}` (infer, train)"),
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    println!(
-        "{}",
+    super::print_bench(
         serde_json::json!({"mode": a.mode, "batch": a.batch, "text_len": a.text_len,
-            "regions": a.regions, "seconds_median": median, "seconds": times,
-            "peak_rss_mib": tessera::core::resources::peak_rss_mib()})
+            "regions": a.regions}),
+        times,
     );
     Ok(())
 }

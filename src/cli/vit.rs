@@ -240,14 +240,10 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
         }
         other => bail!("unknown --mode `{other}` (infer, train)"),
     }
-    times.sort_by(f64::total_cmp);
-    let median = times[times.len() / 2];
-    println!(
-        "{}",
+    super::print_bench(
         serde_json::json!({"mode": a.mode, "preset": a.preset, "batch": a.batch, "image": a.image,
-            "hidden": mc.hidden_size, "layers": mc.num_hidden_layers, "patch": mc.patch_size,
-            "seconds_median": median, "seconds": times,
-            "peak_rss_mib": tessera::core::resources::peak_rss_mib()})
+            "hidden": mc.hidden_size, "layers": mc.num_hidden_layers, "patch": mc.patch_size}),
+        times,
     );
     Ok(())
 }

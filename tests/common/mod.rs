@@ -68,3 +68,15 @@ pub fn tensor_f64(st: &safetensors::SafeTensors, name: &str) -> Vec<f64> {
         other => panic!("{name}: {other:?}"),
     }
 }
+
+/// A safetensors tensor as f32 values (see [`tensor_f64`]). Not every test file uses it.
+#[allow(dead_code)]
+pub fn tensor_f32(st: &safetensors::SafeTensors, name: &str) -> Vec<f32> {
+    tensor_f64(st, name).iter().map(|&v| v as f32).collect()
+}
+
+/// A tensor's values as f32. Not every test file uses it.
+#[allow(dead_code)]
+pub fn values(data: burn::tensor::TensorData) -> Vec<f32> {
+    data.convert::<f32>().try_to_vec::<f32>().unwrap()
+}
