@@ -623,7 +623,7 @@ fn cmd_zero_shot(a: ZeroShotArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let segments = read_segments(&a.segments)?;
-    let generated = a.segments.is_dir() || a.segments.ends_with("groundtruth.jsonl");
+    let generated = tessera::videobert::eval::generated_corpus_dir(&a.segments).is_some();
     let (template, verbs, objects) = match (&a.verbs, &a.objects) {
         (Some(v), Some(o)) => (PAPER_TEMPLATE.to_string(), read_labels(v)?, read_labels(o)?),
         (None, None) if generated => {

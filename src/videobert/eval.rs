@@ -46,14 +46,7 @@ pub struct LabelledSegment {
 /// Labelled segments: a generated video corpus's `groundtruth.jsonl` (its steps; the file or
 /// the corpus directory), or a TSV `video<TAB>start<TAB>end<TAB>verb<TAB>object`.
 pub fn read_segments(path: &Path) -> Result<Vec<LabelledSegment>> {
-    let gt = if path.is_dir() {
-        Some(path.to_path_buf())
-    } else if path.file_name().is_some_and(|n| n == "groundtruth.jsonl") {
-        path.parent().map(Path::to_path_buf)
-    } else {
-        None
-    };
-    if let Some(dir) = gt {
+    if let Some(dir) = generated_corpus_dir(path) {
         let videos = crate::corpora::videos::read_ground_truth(&dir)?;
         return Ok(videos
             .into_iter()
@@ -119,6 +112,18 @@ pub fn read_segments(path: &Path) -> Result<Vec<LabelledSegment>> {
         return Err(InputError::new(path, 0, None, "no segments").into());
     }
     Ok(out)
+}
+
+/// The generated corpus `path` names (its directory, or its `groundtruth.jsonl`), if it names
+/// one rather than a segment TSV.
+pub fn generated_corpus_dir(path: &Path) -> Option<std::path::PathBuf> {
+    if path.is_dir() {
+        Some(path.to_path_buf())
+    } else if path.file_name().is_some_and(|n| n == "groundtruth.jsonl") {
+        path.parent().map(Path::to_path_buf)
+    } else {
+        None
+    }
 }
 
 /// A label and the words that stand for it in the template.
@@ -600,14 +605,17 @@ pub fn zero_shot(
         }
     }
     let text_vocab = m.layout.text_vocab;
-    let rows = run_queries(
-        m.model,
-        &queries,
-        m.specials.pad,
-        text_vocab,
-        m.batch_size,
-        m.device,
-    );
+    let run = |queries: &[Query]| {
+        run_queries(
+            m.model,
+            queries,
+            m.specials.pad,
+            text_vocab,
+            m.batch_size,
+            m.device,
+        )
+    };
+    let rows = run(&queries);
     let nv = setup.verbs.len();
     let verb_order: Vec<Vec<usize>> = (0..distinct)
         .map(|i| {
@@ -621,7 +629,7 @@ pub fn zero_shot(
     // text holds the object slot.
     let mut queries = Vec::new();
     let mut object_scored = Vec::new();
-    for (i, order) in verb_order.iter().enumerate().take(distinct) {
+    for (i, order) in verb_order.iter().enumerate() {
         let context = (!setup.object_in_template).then_some((order[0], Role::Masked));
         for o in &setup.objects {
             let (ids, scored) = encode_filled(&fill(setup, context, Some(&o.text)), &pieces, mask);
@@ -630,14 +638,7 @@ pub fn zero_shot(
             object_scored.push(scored);
         }
     }
-    let rows = run_queries(
-        m.model,
-        &queries,
-        m.specials.pad,
-        text_vocab,
-        m.batch_size,
-        m.device,
-    );
+    let rows = run(&queries);
     let no = setup.objects.len();
     let object_order: Vec<Vec<usize>> = (0..distinct)
         .map(|i| {
@@ -659,14 +660,7 @@ pub fn zero_shot(
             let queries: Vec<Query> = (0..distinct)
                 .map(|i| query(ids, words_of(i), &masks, m.specials, m.layout))
                 .collect();
-            let rows = run_queries(
-                m.model,
-                &queries,
-                m.specials.pad,
-                text_vocab,
-                m.batch_size,
-                m.device,
-            );
+            let rows = run(&queries);
             // Which mask is the verb's: the template's order of slots.
             let verb_first = setup
                 .template
