@@ -269,7 +269,7 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
     let device = device_from_name(&a.common.device)?;
     let (cfg, model, _, specials) = load_model(&a.model, &device)?;
     let videos = read_words(&a.words, &cfg)?;
-    if a.prefix + 4 > cfg.bert.max_position_embeddings {
+    if a.prefix.saturating_add(4) > cfg.bert.max_position_embeddings {
         bail!(
             "--prefix {}: with [CLS], [>], [MASK] and [SEP] it passes the model's {} positions",
             a.prefix,
@@ -315,6 +315,9 @@ fn cmd_predict(a: PredictArgs) -> Result<()> {
 fn cmd_illustrate(a: IllustrateArgs) -> Result<()> {
     use tessera::core::draw::{draw_boxes, write_png};
     set_threads(a.common.threads);
+    // Each round is a forward pass; more rounds than this only repeat the last ones.
+    tessera::core::validate::int_in("--iterations", a.iterations, 1, 100)?;
+
     let device = device_from_name(&a.common.device)?;
     let (cfg, model, tok, specials) = load_model(&a.model, &device)?;
     let book_path = a.model.join("codebook.safetensors");
@@ -459,7 +462,7 @@ fn cmd_bench(a: BenchArgs) -> Result<()> {
             a.text_vocab
         );
     }
-    let len = a.text_len + a.words + 3;
+    let len = a.text_len.saturating_add(a.words).saturating_add(3);
     tessera::core::validate::fits_in_memory(
         &format!(
             "--batch {} x (--text-len {} + --words {})",
