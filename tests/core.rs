@@ -757,3 +757,74 @@ fn caption_metrics_match_pycocoevalcap() {
     // The scores are not trivially 0 or 1.
     assert!(ours.bleu[3] > 0.1 && ours.bleu[3] < 0.9 && ours.cider > 0.5);
 }
+
+/// The decoder layers (masked self-attention, attention over the memory, feed-forward, post-norm)
+/// equal two stacked `torch.nn.TransformerDecoderLayer`s with a causal mask and padding on both
+/// sides (fixture: scripts/make_decoder_fixture.py).
+#[test]
+fn decoder_matches_pytorch_transformer_decoder_layers() {
+    use tessera::core::decoder::DecoderConfig;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/decoder/decoder.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let device = Device::flex();
+    let (tensors, _) = load_safetensors(&path).unwrap();
+    let weights: BTreeMap<String, TensorData> = tensors
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("layer."))
+        .collect();
+    let decoder = DecoderConfig {
+        hidden: 16,
+        heads: 4,
+        intermediate: 32,
+        layers: 2,
+        hidden_dropout: 0.0,
+        attention_dropout: 0.0,
+        layer_norm_eps: 1e-5,
+        init_std: 0.02,
+    }
+    .init(&device);
+    let decoder = load_named(decoder, &weights, &[], &device, &path).unwrap();
+    let t = |name: &str, dims: [usize; 3]| {
+        Tensor::<3>::from_data(
+            TensorData::new(common::tensor_f32(&st, name), dims),
+            &device,
+        )
+    };
+    let pad = |name: &str, dims: [usize; 2]| {
+        let v: Vec<bool> = common::tensor_f32(&st, name)
+            .iter()
+            .map(|&x| x > 0.5)
+            .collect();
+        Tensor::<2, Bool>::from_data(TensorData::new(v, dims), &device)
+    };
+    let out = decoder.forward(
+        t("input.target", [2, 5, 16]),
+        Some(pad("input.target_padding", [2, 5])),
+        t("input.memory", [2, 4, 16]),
+        Some(pad("input.memory_padding", [2, 4])),
+    );
+    let ours = common::values(out.into_data());
+    let theirs = common::tensor_f32(&st, "output");
+    let diff = common::max_diff(&ours, &theirs);
+    let largest = theirs.iter().fold(0f32, |m, v| m.max(v.abs()));
+    println!("decoder vs torch: largest difference {diff:.2e} (values up to {largest:.2})");
+    assert!(diff < 1e-5, "largest difference {diff}");
+    // Causal: changing the later target words leaves the first position's output alone (and
+    // changes the last one's).
+    let mut changed = common::tensor_f32(&st, "input.target");
+    for v in changed[16..5 * 16].iter_mut() {
+        *v += 1.0;
+    }
+    let out2 = decoder.forward(
+        Tensor::<3>::from_data(TensorData::new(changed, [2, 5, 16]), &device),
+        Some(pad("input.target_padding", [2, 5])),
+        t("input.memory", [2, 4, 16]),
+        Some(pad("input.memory_padding", [2, 4])),
+    );
+    let again = common::values(out2.into_data());
+    assert!(common::max_diff(&again[..16], &ours[..16]) < 1e-6);
+    assert!(common::max_diff(&again[4 * 16..5 * 16], &ours[4 * 16..5 * 16]) > 1e-3);
+    assert!(largest > 0.1);
+}

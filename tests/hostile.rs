@@ -554,6 +554,11 @@ impl Fixtures {
             "yc_bad.json",
             r#"{"database": {"000000": {"subset": "training", "recipe_type": "1", "annotations": [{"segment": [5, 2], "sentence": "lift the bag", "id": 0}]}}}"#,
         );
+        write(
+            d,
+            "yc_one.json",
+            r#"{"database": {"000009": {"subset": "training", "recipe_type": "1", "annotations": [{"segment": [0, 2], "sentence": "lift the bag", "id": 0}]}}}"#,
+        );
         std::fs::create_dir_all(d.join("novids")).unwrap();
         ok(&[
             "video",
@@ -567,6 +572,48 @@ impl Fixtures {
             "--output",
             &f.p("words.jsonl"),
         ]);
+        // Captioning: a captioner trained one epoch on the two videos, the same with NaN weights,
+        // features of another size for the same videos, a video without clips.
+        ok(&[
+            "videobert",
+            "caption-train",
+            "--features",
+            &f.p("feats"),
+            "--captions",
+            &f.p("vids"),
+            "--epochs",
+            "1",
+            "--hidden",
+            "16",
+            "--heads",
+            "2",
+            "--run-dir",
+            &f.p("cap_run"),
+        ]);
+        copy_dir(&d.join("cap_run"), &d.join("cap_nan"));
+        poison(&d.join("cap_nan/model.safetensors"));
+        for (dir, dim, clips) in [("cap_dim5", 5usize, 4usize), ("cap_noclips", 8, 0)] {
+            std::fs::create_dir_all(d.join(dir)).unwrap();
+            for video in ["000000", "000001"] {
+                let c = if video == "000001" {
+                    clips.max(1)
+                } else {
+                    clips
+                };
+                tessera::video::features::write_features_with(
+                    &d.join(dir),
+                    &tessera::video::features::ClipFeatures {
+                        video: video.into(),
+                        dim,
+                        features: vec![0.5; c * dim],
+                        times: (0..c).map(|i| [i as f32, i as f32 + 1.0]).collect(),
+                        duration: 30.0,
+                    },
+                    &[],
+                )
+                .unwrap();
+            }
+        }
         write(d, "vb_long.toml", "[data]\nmax_text_tokens = 4000\n");
         write(d, "vb_unknown.toml", "nonsense = 1\n");
         write(d, "vb_nowords.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [], \"times\": [], \"narration\": [{\"start\": 0.5, \"end\": 1.0, \"text\": \"lift the bag\"}]}\n");
@@ -819,6 +866,27 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("regions backbone missing", &["regions", "--backbone", "no-such-backbone", "--input", &p("digit.png"), "--output", &p("r.safetensors")], &["no-such-backbone"]),
         case("regions without images", &["regions", "--backbone", &tiny_det, "--output", &p("r.safetensors")], &["--input"]),
         case("regions feature layer past the network", &["regions", "--backbone", &tiny_det, "--input", &p("digit.png"), "--feature-layer", "99", "--output", &p("r.safetensors")], &["--feature-layer 99"]),
+        case("caption-train on .npy features without their clip rate", &["videobert", "caption-train", "--features", &p("npy5"), "--captions", &p("vids"), "--run-dir", &p("cap_x")], &["v.npy", "--npy-rate"]),
+        case("caption-train on .npy features of other videos", &["videobert", "caption-train", "--features", &p("npy5"), "--npy-rate", "1", "--captions", &p("vids"), "--run-dir", &p("cap_x")], &["000000", "no features", "npy5"]),
+        case("caption-train on a feature directory of other videos", &["videobert", "caption-train", "--features", &p("cap_dim5"), "--captions", &p("yc_one.json"), "--run-dir", &p("cap_x")], &["000009", "no features", "cap_dim5"]),
+        case("caption-train on a video without clips", &["videobert", "caption-train", "--features", &p("cap_noclips"), "--captions", &p("vids"), "--run-dir", &p("cap_x")], &["000000", "no clips"]),
+        case("caption-train on a backwards segment", &["videobert", "caption-train", "--features", &p("feats"), "--captions", &p("yc_bad.json"), "--run-dir", &p("cap_x")], &["yc_bad.json"]),
+        case("caption-train of width 0", &["videobert", "caption-train", "--features", &p("feats"), "--captions", &p("vids"), "--hidden", "0", "--run-dir", &p("cap_x")], &["--hidden"]),
+        case("caption-train of a huge width", &["videobert", "caption-train", "--features", &p("feats"), "--captions", &p("vids"), "--hidden", "18446744073709551615", "--run-dir", &p("cap_x")], &["hidden", "at most 4096"]),
+        case("caption-train with heads not dividing the width", &["videobert", "caption-train", "--features", &p("feats"), "--captions", &p("vids"), "--heads", "3", "--run-dir", &p("cap_x")], &["not divisible", "--heads"]),
+        case("caption-train with a NaN learning rate", &["videobert", "caption-train", "--features", &p("feats"), "--captions", &p("vids"), "--lr", "NaN", "--run-dir", &p("cap_x")], &["lr"]),
+        case("caption with a pretraining run, not a captioner", &["videobert", "caption", "--model", &p("zs_model"), "--features", &p("feats"), "--captions", &p("vids")], &["captioner.json", "caption-train"]),
+        case("caption with NaN weights", &["videobert", "caption", "--model", &p("cap_nan"), "--features", &p("feats"), "--captions", &p("vids")], &["model.safetensors", "non-finite"]),
+        case("caption on features of another size", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("cap_dim5"), "--captions", &p("vids")], &["5 values", "cap_dim5", "another backbone"]),
+        case("caption with beam 0", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "0"], &["--beam"]),
+        case("caption with a negative length penalty", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "2", "--length-penalty", "-1"], &["--length-penalty"]),
+        case("caption with a NaN length penalty", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "2", "--length-penalty", "NaN"], &["--length-penalty"]),
+        ok_case("caption by beam search", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "3", "--output", &p("caps.jsonl")]),
+        pipe_case("caption --json piped into head", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--json"]),
+        case("regions-standardize fitted on a file without boxes", &["regions-standardize", "--fit", &p("vil_empty.tsv"), "--input", &p("vl.safetensors"), "--output", &p("std.safetensors")], &["vil_empty.tsv", "no boxes"]),
+        case("regions-standardize of another feature size", &["regions-standardize", "--fit", &p("vl.safetensors"), "--input", &vil_regions, "--output", &p("std.safetensors")], &["regions.tsv", "of 192", "another backbone"]),
+        case("regions-standardize fit file missing", &["regions-standardize", "--fit", &p("nope.safetensors"), "--input", &p("vl.safetensors"), "--output", &p("std.safetensors")], &["nope.safetensors"]),
+        ok_case("regions-standardize of the training file itself", &["regions-standardize", "--fit", &p("vl.safetensors"), "--input", &p("vl.safetensors"), "--output", &p("std.tsv")]),
         case("0 scenes", &["data", "scenes", "--output", &p("sc"), "--count", "0"], &["--count"]),
         case("a canvas too small", &["data", "scenes", "--output", &p("sc"), "--count", "2", "--size", "10"], &["--size"]),
         case("show an image past the corpus", &["data", "show", &p("corpus"), "--index", "5", "--output", &p("s.png")], &["--index 5"]),

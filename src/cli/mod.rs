@@ -72,6 +72,10 @@ pub enum ModelCommand {
     /// Region features for VL-BERT and ViLBERT: boxes (detector, annotations or a grid) and
     /// RoIAlign features of a detector or ViT/DINOv2 backbone, in safetensors, TSV or npz.
     Regions(regions::RegionsArgs),
+    /// Standardise a region file's features per dimension with the mean and standard deviation
+    /// of a training region file (for backbones whose raw features have a few large dimensions,
+    /// such as DINOv2's); boxes and class scores kept.
+    RegionsStandardize(regions::StandardizeArgs),
     /// Image–text and video corpora: generated scenes and narrated videos with known answers, a
     /// look at one image or video, easy-VQA and COCO in the annotated-image format.
     #[command(subcommand)]
@@ -273,6 +277,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Plot(a) => cmd_plot(a),
         ModelCommand::Detect(a) => detect::run(a),
         ModelCommand::Regions(a) => regions::run(a),
+        ModelCommand::RegionsStandardize(a) => regions::run_standardize(a),
         ModelCommand::Data(cmd) => data::run(cmd),
         ModelCommand::Video(cmd) => video::run(cmd),
         ModelCommand::Videobert(cmd) => videobert::run(cmd),

@@ -342,3 +342,45 @@ fn vit_features(
     };
     Ok(pool.pool_mean(&map, d, g, g, &scaled))
 }
+
+#[derive(Args, Debug)]
+pub struct StandardizeArgs {
+    /// The training region file whose per-dimension mean and standard deviation are used.
+    #[arg(long)]
+    pub fit: PathBuf,
+    /// The region file to standardise (the training file itself, or held-out images).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Where to write the standardised regions (safetensors, TSV or an npz directory).
+    #[arg(long)]
+    pub output: PathBuf,
+}
+
+pub fn run_standardize(a: StandardizeArgs) -> Result<()> {
+    use tessera::regions::files::read;
+    use tessera::regions::standardize::FeatureStats;
+    let fit = read(&a.fit)?;
+    let stats = FeatureStats::of(&fit).with_context(|| format!("{}", a.fit.display()))?;
+    let mut set = if a.input == a.fit {
+        fit
+    } else {
+        read(&a.input)?
+    };
+    stats
+        .apply(&mut set)
+        .with_context(|| format!("{} against {}", a.input.display(), a.fit.display()))?;
+    set.backbone = format!("{} standardised", set.backbone);
+    write(&a.output, &set)?;
+    eprintln!(
+        "wrote {} images to {}: {} dimensions standardised with the statistics of {} boxes{}",
+        set.images.len(),
+        a.output.display(),
+        stats.mean.len(),
+        stats.boxes,
+        match stats.constant_dimensions() {
+            0 => String::new(),
+            n => format!(" ({n} constant there: centred only)"),
+        }
+    );
+    Ok(())
+}

@@ -505,7 +505,7 @@ pub struct CodebookArgs {
     pub common: Common,
 }
 
-fn npy_rate_ok(r: Option<f64>) -> Result<()> {
+pub fn npy_rate_ok(r: Option<f64>) -> Result<()> {
     if let Some(r) = r {
         if !(r.is_finite() && r > 0.0 && r <= 1000.0) {
             bail!("--npy-rate {r}: give clips a second above 0 and at most 1000");

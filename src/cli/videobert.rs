@@ -35,6 +35,95 @@ pub enum Command {
     /// video-only sequence, one <video>.safetensors ([T, hidden] and clip times) per video,
     /// the layout of `video features` (for captioning and probes).
     Features(VbFeaturesArgs),
+    /// Train a transformer captioner (encoder over a segment's clip features, decoder over
+    /// words) on the step descriptions of a YouCook2-style annotation file; the features are
+    /// `videobert features` (VideoBERT's) or `video features` (raw clips: the baseline).
+    CaptionTrain(CaptionTrainArgs),
+    /// Caption the segments of an annotation file with a trained captioner (greedy or beam
+    /// search) and score the captions against the descriptions: BLEU-1..4, ROUGE-L, CIDEr-D
+    /// (METEOR is not implemented).
+    Caption(CaptionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CaptionTrainArgs {
+    /// Clip features of the training videos: a directory of <video>.safetensors (`videobert
+    /// features` or `video features`).
+    #[arg(long)]
+    pub features: PathBuf,
+    /// The training segments: a YouCook2-style annotation JSON, or a corpus directory holding
+    /// youcook2.json (`data videos`).
+    #[arg(long)]
+    pub captions: PathBuf,
+    #[arg(long, requires = "valid_captions")]
+    pub valid_features: Option<PathBuf>,
+    #[arg(long, requires = "valid_features")]
+    pub valid_captions: Option<PathBuf>,
+    /// Caption only the annotated videos that have a feature file (otherwise a video without
+    /// one is an error).
+    /// Clips a second of .npy feature files (which carry no clip times; S3D features of 1.5 s
+    /// clips: 0.6667).
+    #[arg(long)]
+    pub npy_rate: Option<f64>,
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Width of the encoder and decoder.
+    #[arg(long, default_value_t = 128, value_parser = super::at_least_one())]
+    pub hidden: usize,
+    /// Layers of the encoder and of the decoder each.
+    #[arg(long, default_value_t = 2, value_parser = super::at_least_one())]
+    pub layers: usize,
+    #[arg(long, default_value_t = 4, value_parser = super::at_least_one())]
+    pub heads: usize,
+    /// Most clips the encoder reads per segment (more are subsampled evenly).
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one())]
+    pub max_clips: usize,
+    /// Most words of a caption (longer descriptions are cut for training).
+    #[arg(long, default_value_t = 20, value_parser = super::at_least_one())]
+    pub max_words: usize,
+    /// Words seen fewer times in the training descriptions become [UNK].
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one())]
+    pub min_count: usize,
+    /// The language-only baseline: the features zeroed in training and decoding.
+    #[arg(long)]
+    pub blind: bool,
+    #[arg(long)]
+    pub run_dir: PathBuf,
+    #[command(flatten)]
+    pub run: super::TrainFlags,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+#[derive(Args, Debug)]
+pub struct CaptionArgs {
+    /// A `videobert caption-train` run directory.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long)]
+    pub features: PathBuf,
+    /// The segments to caption (their descriptions are the references).
+    #[arg(long)]
+    pub captions: PathBuf,
+    /// Clips a second of .npy feature files (which carry no clip times; S3D features of 1.5 s
+    /// clips: 0.6667).
+    #[arg(long)]
+    pub npy_rate: Option<f64>,
+    #[arg(long)]
+    pub allow_missing: bool,
+    /// Beam width; 1: greedy decoding.
+    #[arg(long, default_value_t = 1, value_parser = super::at_least_one())]
+    pub beam: usize,
+    /// Beam search ranks finished captions by log-probability / length^this (0: the plain sum).
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true)]
+    pub length_penalty: f64,
+    #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
+    pub batch_size: usize,
+    /// Write each segment's reference and caption as JSONL.
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub common: Common,
 }
 
 #[derive(Args, Debug)]
@@ -206,7 +295,188 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Predict(a) => cmd_predict(a),
         Command::Illustrate(a) => cmd_illustrate(a),
         Command::Features(a) => cmd_features(a),
+        Command::CaptionTrain(a) => cmd_caption_train(a),
+        Command::Caption(a) => cmd_caption(a),
     }
+}
+
+/// The annotated videos of `captions` (a YouCook2 JSON or a directory holding youcook2.json)
+/// and the clip features of `features`; with `allow_missing` only the videos that have
+/// features, else every one must.
+fn caption_sources(
+    captions: &std::path::Path,
+    features: &std::path::Path,
+    npy_rate: Option<f64>,
+    allow_missing: bool,
+) -> Result<(
+    Vec<tessera::corpora::narration::AnnotatedVideo>,
+    Vec<tessera::video::features::ClipFeatures>,
+)> {
+    use tessera::corpora::narration::read_youcook2;
+    super::video::npy_rate_ok(npy_rate)?;
+    let json = if captions.is_dir() {
+        captions.join("youcook2.json")
+    } else {
+        captions.to_path_buf()
+    };
+    let mut videos = read_youcook2(&json)?;
+    let feats = tessera::video::features::read_feature_dir(features, npy_rate)?;
+    if allow_missing {
+        let have: std::collections::HashSet<&str> =
+            feats.iter().map(|f| f.video.as_str()).collect();
+        videos.retain(|v| have.contains(v.id.as_str()));
+    }
+    if videos.iter().all(|v| v.segments.is_empty()) {
+        bail!(
+            "{}: no annotated segments{}",
+            json.display(),
+            if allow_missing {
+                format!(" among the videos with features in {}", features.display())
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok((videos, feats))
+}
+
+fn cmd_caption_train(a: CaptionTrainArgs) -> Result<()> {
+    use tessera::videobert::caption::{
+        examples, train_captioner, Captioner, CaptionerConfig, WordVocab,
+    };
+    set_threads(a.common.threads);
+    let device = device_from_name(&a.common.device)?;
+    let mut tc = super::vl::finetune_config(&a.run)?;
+    tc.blind |= a.blind;
+    let (videos, feats) = caption_sources(&a.captions, &a.features, a.npy_rate, a.allow_missing)?;
+    let vocab = WordVocab::build(
+        videos
+            .iter()
+            .flat_map(|v| v.segments.iter().map(|s| s.text.as_str())),
+        a.min_count,
+    );
+    let mut cfg = CaptionerConfig::new(feats.first().map_or(0, |f| f.dim), vocab.len());
+    cfg.hidden = a.hidden;
+    cfg.heads = a.heads;
+    cfg.intermediate = 4 * a.hidden;
+    cfg.encoder_layers = a.layers;
+    cfg.decoder_layers = a.layers;
+    cfg.max_clips = a.max_clips;
+    cfg.max_words = a.max_words;
+    cfg.blind = tc.blind;
+    cfg.validate()?;
+    let train = examples(&videos, &feats, &vocab, &cfg, &a.features)?;
+    let valid = match (&a.valid_captions, &a.valid_features) {
+        (Some(c), Some(f)) => {
+            let (v, fs) = caption_sources(c, f, a.npy_rate, a.allow_missing)?;
+            examples(&v, &fs, &vocab, &cfg, f)?
+        }
+        _ => vec![],
+    };
+    eprintln!(
+        "captioning {} segments of {} videos ({} held out); {} words, features of {} values{}",
+        train.len(),
+        videos.len(),
+        valid.len(),
+        vocab.len() - 4,
+        cfg.feature_size,
+        if cfg.blind {
+            ", features zeroed (--blind)"
+        } else {
+            ""
+        }
+    );
+    device.seed(tc.seed);
+    let model = Captioner::new(&cfg, &device);
+    let run = RunDir::create(&a.run_dir)?;
+    tessera::core::trainer::catch_interrupts();
+    let out = train_captioner(
+        model,
+        &cfg,
+        &vocab,
+        &train,
+        &valid,
+        &tc,
+        &run,
+        &device,
+        &a.run.options(&a.common),
+    )?;
+    if a.common.json {
+        println!("{}", serde_json::to_string(&super::vl::records_json(&out))?);
+    }
+    Ok(())
+}
+
+fn cmd_caption(a: CaptionArgs) -> Result<()> {
+    use tessera::videobert::caption::{caption, examples, load_model_dir, score, Decoding};
+    set_threads(a.common.threads);
+    tessera::core::validate::non_negative("--length-penalty", a.length_penalty)?;
+    let device = device_from_name(&a.common.device)?;
+    let (model, cfg, vocab) = load_model_dir(&a.model, &device)?;
+    let (videos, feats) = caption_sources(&a.captions, &a.features, a.npy_rate, a.allow_missing)?;
+    let ex = examples(&videos, &feats, &vocab, &cfg, &a.features)?;
+    let d = Decoding {
+        beam: a.beam,
+        length_penalty: a.length_penalty,
+        max_words: cfg.max_words,
+    };
+    let pb = tessera::core::progress::bar(ex.len() as u64, "caption", a.common.json);
+    let caps = caption(
+        &model,
+        &vocab,
+        &ex,
+        cfg.blind,
+        &d,
+        a.batch_size,
+        &device,
+        &|n| pb.inc(n as u64),
+    );
+    pb.finish_and_clear();
+    let s = score(&ex, &caps);
+    if let Some(out) = &a.output {
+        let mut text = String::new();
+        for (e, c) in ex.iter().zip(&caps) {
+            text.push_str(&serde_json::to_string(&serde_json::json!({
+                "video": e.video, "start": e.start, "end": e.end,
+                "reference": e.reference, "caption": c,
+            }))?);
+            text.push('\n');
+        }
+        tessera::core::run::write_atomic(out, text.as_bytes())?;
+    }
+    let rows = [
+        ("BLEU-1", s.bleu[0]),
+        ("BLEU-2", s.bleu[1]),
+        ("BLEU-3", s.bleu[2]),
+        ("BLEU-4", s.bleu[3]),
+        ("ROUGE-L", s.rouge_l),
+        ("CIDEr", s.cider),
+    ];
+    if a.common.json {
+        let mut m = serde_json::Map::new();
+        m.insert("segments".into(), ex.len().into());
+        m.insert("beam".into(), a.beam.into());
+        for (k, v) in rows {
+            m.insert(k.into(), v.into());
+        }
+        println!("{}", serde_json::Value::Object(m));
+    } else {
+        println!(
+            "{} segments of {} videos, {}",
+            ex.len(),
+            videos.len(),
+            if a.beam > 1 {
+                format!("beam {}", a.beam)
+            } else {
+                "greedy".to_string()
+            }
+        );
+        for (k, v) in rows {
+            println!("{k:<8} {v:.4}");
+        }
+        println!("METEOR   not implemented");
+    }
+    Ok(())
 }
 
 fn cmd_features(a: VbFeaturesArgs) -> Result<()> {

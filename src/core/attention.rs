@@ -79,6 +79,16 @@ impl MultiHeadAttention {
         (linear(&self.output, ctx), kept)
     }
 
+    /// Causal self-attention (a decoder's): position i of `x` [B, L, D] attends to positions
+    /// 0..=i that are not padding.
+    pub fn forward_causal(&self, x: Tensor<3>, key_padding: Option<Tensor<2, Bool>>) -> Tensor<3> {
+        let q = linear(&self.query, x.clone());
+        let k = linear(&self.key, x.clone());
+        let v = linear(&self.value, x);
+        let ctx = attend_masked(q, k, v, self.heads, key_padding, true, &self.dropout, false).0;
+        linear(&self.output, ctx)
+    }
+
     pub fn forward(
         &self,
         queries: Tensor<3>,
@@ -104,6 +114,22 @@ pub fn attend(
     dropout: &Dropout,
     want_probs: bool,
 ) -> (Tensor<3>, Option<Tensor<4>>) {
+    attend_masked(q, k, v, heads, key_padding, false, dropout, want_probs)
+}
+
+/// [`attend`], and with `causal` query i sees keys 0..=i only (queries and keys of one
+/// sequence).
+#[allow(clippy::too_many_arguments)]
+pub fn attend_masked(
+    q: Tensor<3>,
+    k: Tensor<3>,
+    v: Tensor<3>,
+    heads: usize,
+    key_padding: Option<Tensor<2, Bool>>,
+    causal: bool,
+    dropout: &Dropout,
+    want_probs: bool,
+) -> (Tensor<3>, Option<Tensor<4>>) {
     let [b, lq, d] = q.dims();
     let lk = k.dims()[1];
     let dh = d / heads;
@@ -117,6 +143,17 @@ pub fn attend(
     if let Some(pad) = key_padding {
         // An additive bias broadcast over heads and queries: cheaper than expanding a mask.
         let bias = pad.float().mul_scalar(MASKED_SCORE).reshape([b, 1, 1, lk]);
+        scores = scores + bias;
+    }
+    if causal {
+        let device = scores.device();
+        let future: Vec<f32> = (0..lq)
+            .flat_map(|i| (0..lk).map(move |j| if j > i { MASKED_SCORE } else { 0.0 }))
+            .collect();
+        let bias = Tensor::<4>::from_data(
+            burn::tensor::TensorData::new(future, [1, 1, lq, lk]),
+            &device,
+        );
         scores = scores + bias;
     }
     let probs = super::fused_ops::softmax(scores);

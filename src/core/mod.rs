@@ -26,6 +26,7 @@ pub mod attention;
 pub mod caption_metrics;
 pub mod checkpoint;
 pub mod coattention;
+pub mod decoder;
 pub mod device;
 pub mod draw;
 pub mod dropout;

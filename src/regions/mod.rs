@@ -4,3 +4,4 @@
 
 pub mod extract;
 pub mod files;
+pub mod standardize;

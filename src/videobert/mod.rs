@@ -4,6 +4,7 @@
 //! `BertForPreTraining`, built from a text BERT and a codebook) are in; pretraining and the
 //! downstream commands follow.
 
+pub mod caption;
 pub mod config;
 pub mod data;
 pub mod eval;
