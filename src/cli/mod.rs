@@ -84,8 +84,8 @@ pub enum ModelCommand {
     /// backbone, a hierarchical k-means codebook, videos as visual words beside their narration.
     #[command(subcommand)]
     Video(video::Command),
-    /// VideoBERT: one BERT over narration and visual words (Sun et al., 2019): pretraining (in
-    /// progress: zero-shot actions, captioning and illustration follow).
+    /// VideoBERT: one BERT over narration and visual words (Sun et al., 2019): pretraining,
+    /// zero-shot actions, future prediction, illustration, features and captioning.
     #[command(subcommand)]
     Videobert(videobert::Command),
 }

@@ -48,16 +48,17 @@ pub enum Command {
 #[derive(Args, Debug)]
 pub struct CaptionTrainArgs {
     /// Clip features of the training videos: a directory of <video>.safetensors (`videobert
-    /// features` or `video features`).
-    #[arg(long)]
-    pub features: PathBuf,
+    /// features` or `video features`); several directories are joined clip by clip (the
+    /// paper's best captioner reads VideoBERT's features beside the raw ones).
+    #[arg(long, required = true, num_args = 1..)]
+    pub features: Vec<PathBuf>,
     /// The training segments: a YouCook2-style annotation JSON, or a corpus directory holding
     /// youcook2.json (`data videos`).
     #[arg(long)]
     pub captions: PathBuf,
-    #[arg(long, requires = "valid_captions")]
-    pub valid_features: Option<PathBuf>,
-    #[arg(long, requires = "valid_features")]
+    #[arg(long, requires = "valid_captions", num_args = 1..)]
+    pub valid_features: Vec<PathBuf>,
+    #[arg(long)]
     pub valid_captions: Option<PathBuf>,
     /// Caption only the annotated videos that have a feature file (otherwise a video without
     /// one is an error).
@@ -100,8 +101,9 @@ pub struct CaptionArgs {
     /// A `videobert caption-train` run directory.
     #[arg(long)]
     pub model: PathBuf,
-    #[arg(long)]
-    pub features: PathBuf,
+    /// Clip features of the videos, the same sources (and order) the captioner was trained on.
+    #[arg(long, required = true, num_args = 1..)]
+    pub features: Vec<PathBuf>,
     /// The segments to caption (their descriptions are the references).
     #[arg(long)]
     pub captions: PathBuf,
@@ -305,7 +307,7 @@ pub fn run(cmd: Command) -> Result<()> {
 /// features, else every one must.
 fn caption_sources(
     captions: &std::path::Path,
-    features: &std::path::Path,
+    features: &[PathBuf],
     npy_rate: Option<f64>,
     allow_missing: bool,
 ) -> Result<(
@@ -320,7 +322,12 @@ fn caption_sources(
         captions.to_path_buf()
     };
     let mut videos = read_youcook2(&json)?;
-    let feats = tessera::video::features::read_feature_dir(features, npy_rate)?;
+    let mut sets = Vec::with_capacity(features.len());
+    for dir in features {
+        sets.push(tessera::video::features::read_feature_dir(dir, npy_rate)?);
+    }
+    let names: Vec<String> = features.iter().map(|p| p.display().to_string()).collect();
+    let feats = tessera::video::features::concat_features(sets, &names)?;
     if allow_missing {
         let have: std::collections::HashSet<&str> =
             feats.iter().map(|f| f.video.as_str()).collect();
@@ -331,13 +338,26 @@ fn caption_sources(
             "{}: no annotated segments{}",
             json.display(),
             if allow_missing {
-                format!(" among the videos with features in {}", features.display())
+                format!(
+                    " among the videos with features in {}",
+                    features_name(features).display()
+                )
             } else {
                 String::new()
             }
         );
     }
     Ok((videos, feats))
+}
+
+/// The feature directories as one name for messages.
+fn features_name(dirs: &[PathBuf]) -> PathBuf {
+    PathBuf::from(
+        dirs.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(" + "),
+    )
 }
 
 fn cmd_caption_train(a: CaptionTrainArgs) -> Result<()> {
@@ -365,13 +385,14 @@ fn cmd_caption_train(a: CaptionTrainArgs) -> Result<()> {
     cfg.max_words = a.max_words;
     cfg.blind = tc.blind;
     cfg.validate()?;
-    let train = examples(&videos, &feats, &vocab, &cfg, &a.features)?;
-    let valid = match (&a.valid_captions, &a.valid_features) {
-        (Some(c), Some(f)) => {
-            let (v, fs) = caption_sources(c, f, a.npy_rate, a.allow_missing)?;
-            examples(&v, &fs, &vocab, &cfg, f)?
+    let train = examples(&videos, &feats, &vocab, &cfg, &features_name(&a.features))?;
+    let valid = match &a.valid_captions {
+        Some(c) if !a.valid_features.is_empty() => {
+            let (v, fs) = caption_sources(c, &a.valid_features, a.npy_rate, a.allow_missing)?;
+            examples(&v, &fs, &vocab, &cfg, &features_name(&a.valid_features))?
         }
-        _ => vec![],
+        Some(_) => bail!("--valid-captions needs --valid-features"),
+        None => vec![],
     };
     eprintln!(
         "captioning {} segments of {} videos ({} held out); {} words, features of {} values{}",
@@ -414,7 +435,7 @@ fn cmd_caption(a: CaptionArgs) -> Result<()> {
     let device = device_from_name(&a.common.device)?;
     let (model, cfg, vocab) = load_model_dir(&a.model, &device)?;
     let (videos, feats) = caption_sources(&a.captions, &a.features, a.npy_rate, a.allow_missing)?;
-    let ex = examples(&videos, &feats, &vocab, &cfg, &a.features)?;
+    let ex = examples(&videos, &feats, &vocab, &cfg, &features_name(&a.features))?;
     let d = Decoding {
         beam: a.beam,
         length_penalty: a.length_penalty,

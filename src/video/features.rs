@@ -495,3 +495,85 @@ pub fn read_feature_dir(path: &Path, npy_rate: Option<f64>) -> Result<Vec<ClipFe
     }
     Ok(out)
 }
+
+/// The features of several sources side by side, clip by clip (VideoBERT's features beside the
+/// raw clip features, as the paper's best captioner reads them): a video must be in every
+/// source with the same clips (times within a millisecond); videos missing from a later source
+/// are an error, `names` name the sources in it.
+pub fn concat_features(
+    sets: Vec<Vec<ClipFeatures>>,
+    names: &[String],
+) -> Result<Vec<ClipFeatures>> {
+    let mut sets = sets.into_iter();
+    let Some(mut out) = sets.next() else {
+        bail!("no feature sources");
+    };
+    for (k, set) in sets.enumerate() {
+        let name = names.get(k + 1).map_or("another source", String::as_str);
+        let by_id: std::collections::HashMap<&str, &ClipFeatures> =
+            set.iter().map(|f| (f.video.as_str(), f)).collect();
+        for f in &mut out {
+            let Some(g) = by_id.get(f.video.as_str()) else {
+                bail!("video `{}` has no features in {name}", f.video);
+            };
+            let same = g.times.len() == f.times.len()
+                && g.times
+                    .iter()
+                    .zip(&f.times)
+                    .all(|(a, b)| (a[0] - b[0]).abs() < 1e-3 && (a[1] - b[1]).abs() < 1e-3);
+            if !same {
+                bail!(
+                    "video `{}`: {} clips in {name}, {} in {} (or other times): the sources must share their clips",
+                    f.video,
+                    g.times.len(),
+                    f.times.len(),
+                    names.first().map_or("the first source", String::as_str)
+                );
+            }
+            let mut rows = Vec::with_capacity(f.features.len() + g.features.len());
+            for t in 0..f.len() {
+                rows.extend_from_slice(f.row(t));
+                rows.extend_from_slice(g.row(t));
+            }
+            f.features = rows;
+            f.dim += g.dim;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod concat_tests {
+    use super::*;
+
+    fn clip(video: &str, dim: usize, values: Vec<f32>, times: Vec<[f32; 2]>) -> ClipFeatures {
+        ClipFeatures {
+            video: video.into(),
+            dim,
+            features: values,
+            times,
+            duration: 3.0,
+        }
+    }
+
+    #[test]
+    fn sources_are_joined_clip_by_clip_and_must_share_their_clips() {
+        let t = vec![[0.0, 1.5], [1.5, 3.0]];
+        let a = vec![clip("v", 1, vec![1.0, 2.0], t.clone())];
+        let b = vec![clip("v", 2, vec![10.0, 11.0, 20.0, 21.0], t.clone())];
+        let names = vec!["a".to_string(), "b".to_string()];
+        let joined = concat_features(vec![a.clone(), b], &names).unwrap();
+        assert_eq!(joined[0].dim, 3);
+        assert_eq!(joined[0].features, vec![1.0, 10.0, 11.0, 2.0, 20.0, 21.0]);
+        let other = vec![clip("v", 1, vec![1.0], vec![[0.0, 1.5]])];
+        let e = concat_features(vec![a.clone(), other], &names)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 clips in b") && e.contains("2 in a"), "{e}");
+        let missing = vec![clip("w", 1, vec![1.0, 2.0], t)];
+        let e = concat_features(vec![a, missing], &names)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`v` has no features in b"), "{e}");
+    }
+}

@@ -1,8 +1,9 @@
-//! VideoBERT (Sun et al., ICCV 2019; MODELS.md §6): one BERT over text and visual words. In
-//! progress: the pretraining data ([`data`]), its settings ([`config`]) and the network with
-//! BERT's pretraining heads over the joint vocabulary ([`model`]: equal to transformers'
-//! `BertForPreTraining`, built from a text BERT and a codebook) are in; pretraining and the
-//! downstream commands follow.
+//! VideoBERT (Sun et al., ICCV 2019; MODELS.md §6): one BERT over text and visual words. The
+//! pretraining data ([`data`]), its settings ([`config`]), the network with BERT's pretraining
+//! heads over the joint vocabulary ([`model`]: equal to transformers' `BertForPreTraining`, built
+//! from a text BERT and a codebook), pretraining ([`train`]), zero-shot classification
+//! ([`eval`]), future prediction and illustration ([`generate`]) and the captioner over clip
+//! features ([`caption`]).
 
 pub mod caption;
 pub mod config;
