@@ -711,7 +711,8 @@ fn captioner_learns_captions_from_clip_features_beyond_the_language_prior() {
     use tessera::corpora::narration::AnnotatedVideo;
     use tessera::video::features::ClipFeatures;
     use tessera::videobert::caption::{
-        caption, examples, score, train_captioner, Captioner, CaptionerConfig, Decoding, WordVocab,
+        caption, caption_log_prob, examples, score, train_captioner, Captioner, CaptionerConfig,
+        Decoding, WordVocab,
     };
     let verbs = ["slide", "lift", "spin", "drop"];
     let objects = ["bag", "shoe", "seven", "dress", "three"];
@@ -827,6 +828,15 @@ fn captioner_learns_captions_from_clip_features_beyond_the_language_prior() {
         );
         let s = score(&test, &caps);
         let sb = score(&test, &beam);
+        // Beam search finds captions at least as likely as the greedy ones.
+        if blind {
+            for (k, e) in test.iter().enumerate().take(20) {
+                let ids = |c: &str| vocab.encode(c, 8);
+                let g = caption_log_prob(&model, e, blind, &ids(&caps[k]), &device);
+                let b = caption_log_prob(&model, e, blind, &ids(&beam[k]), &device);
+                assert!(b >= g - 1e-4, "segment {k}: beam {b} < greedy {g}");
+            }
+        }
         println!(
             "blind {blind}: loss {first:.3} -> {last:.3}; greedy BLEU-4 {:.3} CIDEr {:.3}; beam 3 BLEU-4 {:.3} CIDEr {:.3}; e.g. `{}` for `{}`",
             s.bleu[3], s.cider, sb.bleu[3], sb.cider, caps[0], test[0].reference

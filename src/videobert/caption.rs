@@ -499,6 +499,22 @@ pub fn caption_loss(
     cross_entropy_smoothed(model.logits(picked), &targets, smoothing)
 }
 
+/// The log-probability the model gives `words` (then `[EOS]`) as the caption of `example`.
+pub fn caption_log_prob(
+    model: &Captioner,
+    example: &CaptionExample,
+    blind: bool,
+    words: &[u32],
+    device: &Device,
+) -> f64 {
+    let one = CaptionExample {
+        words: words.to_vec(),
+        ..example.clone()
+    };
+    let mean = caption_loss(model, &[&one], blind, 0.0, device).into_scalar::<f32>() as f64;
+    -mean * (words.len() + 1) as f64
+}
+
 /// Log-probabilities [B, V] of the next word after each row of `prefixes` (equal lengths).
 fn next_word_logp(
     model: &Captioner,
