@@ -410,22 +410,11 @@ fn cmd_caption_train(a: CaptionTrainArgs) -> Result<()> {
     device.seed(tc.seed);
     let model = Captioner::new(&cfg, &device);
     let run = RunDir::create(&a.run_dir)?;
-    tessera::core::trainer::catch_interrupts();
-    let out = train_captioner(
-        model,
-        &cfg,
-        &vocab,
-        &train,
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&super::vl::records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        train_captioner(
+            model, &cfg, &vocab, &train, &valid, &tc, &run, &device, opts,
+        )
+    })
 }
 
 fn cmd_caption(a: CaptionArgs) -> Result<()> {

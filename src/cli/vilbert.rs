@@ -2,7 +2,7 @@
 
 use super::vl::{
     bench_fits, bert_preset, box_targets, finetune_config, pick_image, read_region_classes,
-    read_regions, records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
+    read_regions, region_sizes, sorted_unique, top_k, AnnotatedRegions,
 };
 use super::Common;
 use anyhow::{bail, Result};
@@ -569,22 +569,9 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     if !labels.is_empty() {
         run.write_atomic("region_classes.txt", (labels.join("\n") + "\n").as_bytes())?;
     }
-    tessera::core::trainer::catch_interrupts();
-    let out = pretrain(
-        model,
-        &cfg,
-        &tok,
-        &train,
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        pretrain(model, &cfg, &tok, &train, &valid, &tc, &run, &device, opts)
+    })
 }
 
 /// Alignment against hard negatives: (share of pairs whose caption scores above its hard
@@ -812,23 +799,11 @@ fn cmd_vqa(a: FinetuneArgs) -> Result<()> {
     );
     let run = RunDir::create(&a.run_dir)?;
     carry_region_classes(&a.start, &run)?;
-    tessera::core::trainer::catch_interrupts();
-    let out = train_vqa(
-        model,
-        &cfg,
-        &tok,
-        &answers,
-        &train,
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        train_vqa(
+            model, &cfg, &tok, &answers, &train, &valid, &tc, &run, &device, opts,
+        )
+    })
 }
 
 /// A corpus's captions over its images (at most `limit` images, the first ones).
@@ -886,22 +861,9 @@ fn cmd_retrieve(a: FinetuneArgs) -> Result<()> {
     );
     let run = RunDir::create(&a.run_dir)?;
     carry_region_classes(&a.start, &run)?;
-    tessera::core::trainer::catch_interrupts();
-    let out = train_retrieval(
-        model,
-        &cfg,
-        &tok,
-        &train,
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        train_retrieval(model, &cfg, &tok, &train, &valid, &tc, &run, &device, opts)
+    })
 }
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {

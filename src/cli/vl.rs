@@ -175,6 +175,21 @@ pub fn finetune_config(run: &super::TrainFlags) -> Result<FinetuneConfig> {
     Ok(tc)
 }
 
+/// Run a training with Ctrl-C caught (the first stops after the step with a checkpoint), then
+/// print its epochs as JSON under `--json`.
+pub fn run_training(
+    run: &super::TrainFlags,
+    common: &super::Common,
+    train: impl FnOnce(&tessera::core::trainer::RunOptions) -> Result<TrainOutcome>,
+) -> Result<()> {
+    tessera::core::trainer::catch_interrupts();
+    let out = train(&run.options(common))?;
+    if common.json {
+        println!("{}", serde_json::to_string(&records_json(&out))?);
+    }
+    Ok(())
+}
+
 /// The epochs of a training run as JSON objects (epoch, loss, the metrics).
 pub fn records_json(out: &TrainOutcome) -> Vec<serde_json::Value> {
     out.records

@@ -2,7 +2,7 @@
 
 use super::vl::{
     bench_fits, bert_preset, box_targets, finetune_config, pick_image, read_region_classes,
-    read_regions, records_json, region_sizes, sorted_unique, top_k, AnnotatedRegions,
+    read_regions, region_sizes, sorted_unique, top_k, AnnotatedRegions,
 };
 use super::Common;
 use anyhow::{bail, Result};
@@ -508,23 +508,20 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     if !classes.is_empty() {
         run.write_atomic("region_classes.txt", (classes.join("\n") + "\n").as_bytes())?;
     }
-    tessera::core::trainer::catch_interrupts();
-    let out = pretrain(
-        model,
-        &cfg,
-        &tok,
-        &train,
-        texts.as_ref(),
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        pretrain(
+            model,
+            &cfg,
+            &tok,
+            &train,
+            texts.as_ref(),
+            &valid,
+            &tc,
+            &run,
+            &device,
+            opts,
+        )
+    })
 }
 
 fn cmd_eval(a: EvalArgs) -> Result<()> {
@@ -692,23 +689,11 @@ fn cmd_vqa(a: VqaArgs) -> Result<()> {
         }
     );
     let run = RunDir::create(&a.run_dir)?;
-    tessera::core::trainer::catch_interrupts();
-    let out = train_vqa(
-        model,
-        &cfg,
-        &tok,
-        &answers,
-        &train,
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        train_vqa(
+            model, &cfg, &tok, &answers, &train, &valid, &tc, &run, &device, opts,
+        )
+    })
 }
 
 /// `--visual-scale-init` on a new network's config, then the config's checks.
@@ -1050,22 +1035,9 @@ fn cmd_ground(a: VqaArgs) -> Result<()> {
         valid.expressions.len()
     );
     let run = RunDir::create(&a.run_dir)?;
-    tessera::core::trainer::catch_interrupts();
-    let out = train_grounding(
-        model,
-        &cfg,
-        &tok,
-        &train,
-        &valid,
-        &tc,
-        &run,
-        &device,
-        &a.run.options(&a.common),
-    )?;
-    if a.common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
-    }
-    Ok(())
+    super::vl::run_training(&a.run, &a.common, |opts| {
+        train_grounding(model, &cfg, &tok, &train, &valid, &tc, &run, &device, opts)
+    })
 }
 
 fn cmd_predict(a: PredictArgs) -> Result<()> {

@@ -44,11 +44,7 @@ impl AttentionConfig {
             self.hidden,
             self.heads
         );
-        let lin = || {
-            LinearConfig::new(self.hidden, self.hidden)
-                .with_initializer(normal_init(self.init_std))
-                .init(device)
-        };
+        let lin = || normal_linear(self.hidden, self.hidden, self.init_std, device);
         MultiHeadAttention {
             query: lin(),
             key: lin(),
@@ -165,4 +161,11 @@ pub fn attend_masked(
 /// BERT's initialisation: weights from N(0, std^2).
 pub fn normal_init(std: f64) -> Initializer {
     Initializer::Normal { mean: 0.0, std }
+}
+
+/// A `d_in -> d_out` linear layer with BERT's initialisation (weights from N(0, std^2)).
+pub fn normal_linear(d_in: usize, d_out: usize, std: f64, device: &Device) -> Linear {
+    LinearConfig::new(d_in, d_out)
+        .with_initializer(normal_init(std))
+        .init(device)
 }

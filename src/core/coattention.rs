@@ -8,13 +8,13 @@
 //! the official ones (see [`COATTENTION_RENAMES`]), including the unused `q_dense1`/`q_dense2`
 //! of `BertBiOutput`, so official checkpoints load whole.
 
-use super::attention::{attend, normal_init};
+use super::attention::{attend, normal_linear};
 use super::dropout::Dropout;
 use super::fused::gelu;
 use super::fused_ops::linear;
 use super::norm::LayerNorm;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::{Bool, Device, Tensor};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,11 +118,7 @@ impl CoAttentionConfig {
             self.bi_hidden,
             self.bi_heads
         );
-        let lin = |i: usize, o: usize| {
-            LinearConfig::new(i, o)
-                .with_initializer(normal_init(self.init_std))
-                .init(device)
-        };
+        let lin = |i: usize, o: usize| normal_linear(i, o, self.init_std, device);
         let ln = |d: usize| LayerNorm::new(d, self.layer_norm_eps, device);
         let (v, t, bi) = (self.v_hidden, self.t_hidden, self.bi_hidden);
         CoAttentionLayer {

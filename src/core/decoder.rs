@@ -3,13 +3,13 @@
 //! GELU feed-forward; each sub-layer `LN(x + Drop(sublayer(x)))`. The captioners built on
 //! VideoBERT's features (and any encoder-decoder a model needs) take their layers from here.
 
-use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
+use super::attention::{normal_linear, AttentionConfig, MultiHeadAttention};
 use super::dropout::Dropout;
 use super::fused::gelu;
 use super::fused_ops::linear;
 use super::norm::LayerNorm;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -59,12 +59,8 @@ impl DecoderConfig {
             self_attention_norm: ln(),
             cross_attention: attention(),
             cross_attention_norm: ln(),
-            intermediate: LinearConfig::new(self.hidden, self.intermediate)
-                .with_initializer(normal_init(self.init_std))
-                .init(device),
-            output: LinearConfig::new(self.intermediate, self.hidden)
-                .with_initializer(normal_init(self.init_std))
-                .init(device),
+            intermediate: normal_linear(self.hidden, self.intermediate, self.init_std, device),
+            output: normal_linear(self.intermediate, self.hidden, self.init_std, device),
             output_norm: ln(),
             dropout: Dropout::new(self.hidden_dropout),
         }

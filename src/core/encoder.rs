@@ -2,13 +2,13 @@
 //! post-norm (BERT: `A = LN(H + Drop(MH(H)))`, `H' = LN(A + Drop(FFN(A)))`) and
 //! pre-norm (ViT: `z' = MSA(LN(z)) + z`, `z = MLP(LN(z')) + z'`). The feed-forward uses GELU.
 
-use super::attention::{normal_init, AttentionConfig, MultiHeadAttention};
+use super::attention::{normal_linear, AttentionConfig, MultiHeadAttention};
 use super::dropout::Dropout;
 use super::fused::gelu;
 use super::fused_ops::linear;
 use super::norm::LayerNorm;
 use burn::module::{Module, Param};
-use burn::nn::{Initializer, Linear, LinearConfig};
+use burn::nn::{Initializer, Linear};
 use burn::tensor::{Bool, Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -94,12 +94,8 @@ impl EncoderConfig {
             }
             .init(device),
             attention_norm: ln(),
-            intermediate: LinearConfig::new(self.hidden, self.intermediate)
-                .with_initializer(normal_init(self.init_std))
-                .init(device),
-            output: LinearConfig::new(self.intermediate, self.hidden)
-                .with_initializer(normal_init(self.init_std))
-                .init(device),
+            intermediate: normal_linear(self.hidden, self.intermediate, self.init_std, device),
+            output: normal_linear(self.intermediate, self.hidden, self.init_std, device),
             output_norm: ln(),
             dropout: Dropout::new(self.hidden_dropout),
             pre_norm: self.norm == NormPlacement::Pre,

@@ -19,7 +19,7 @@
 //! - **Baselines**: the same captioner on raw clip features, and with the features zeroed
 //!   (`blind`: the language prior of the step descriptions).
 
-use crate::core::attention::normal_init;
+use crate::core::attention::{normal_init, normal_linear};
 use crate::core::caption_metrics::tokenize_caption;
 use crate::core::decoder::{Decoder, DecoderConfig};
 use crate::core::dropout::Dropout;
@@ -31,7 +31,7 @@ use crate::corpora::narration::AnnotatedVideo;
 use crate::video::features::ClipFeatures;
 use anyhow::{bail, ensure, Context, Result};
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Linear};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
@@ -359,11 +359,7 @@ pub struct Memory {
 impl Captioner {
     pub fn new(cfg: &CaptionerConfig, device: &Device) -> Self {
         let h = cfg.hidden;
-        let lin = |i: usize, o: usize| {
-            LinearConfig::new(i, o)
-                .with_initializer(normal_init(cfg.init_std))
-                .init(device)
-        };
+        let lin = |i: usize, o: usize| normal_linear(i, o, cfg.init_std, device);
         let emb = |n: usize| {
             EmbeddingConfig::new(n, h)
                 .with_initializer(normal_init(cfg.init_std))

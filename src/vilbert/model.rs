@@ -19,7 +19,7 @@
 //! (both give them zero weight in f32).
 
 use super::config::VilBertConfig;
-use crate::core::attention::normal_init;
+use crate::core::attention::normal_linear;
 use crate::core::checkpoint::{load_named, load_safetensors, named_tensors};
 use crate::core::coattention::{CoAttentionConfig, CoAttentionLayer, COATTENTION_RENAMES};
 use crate::core::dropout::Dropout;
@@ -32,7 +32,7 @@ use crate::core::norm::LayerNorm;
 use crate::text::model::Pooler;
 use anyhow::{bail, Context, Result};
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::activation::relu;
 use burn::tensor::{Bool, Device, Int, Tensor, TensorData};
 use std::collections::BTreeMap;
@@ -196,11 +196,7 @@ impl VilBert {
     pub fn new(cfg: &VilBertConfig, device: &Device) -> Self {
         let std = cfg.initializer_range;
         let eps = cfg.layer_norm_eps();
-        let lin = |i: usize, o: usize| {
-            LinearConfig::new(i, o)
-                .with_initializer(normal_init(std))
-                .init(device)
-        };
+        let lin = |i: usize, o: usize| normal_linear(i, o, std, device);
         let (t, v, bi) = (cfg.hidden_size, cfg.v_hidden_size, cfg.bi_hidden_size);
         let text_layers = EncoderConfig {
             hidden: t,

@@ -21,7 +21,7 @@
 //! official -10000 (both give them zero weight in f32); outputs at padded positions are zeros.
 
 use super::config::VlBertConfig;
-use crate::core::attention::normal_init;
+use crate::core::attention::{normal_init, normal_linear};
 use crate::core::checkpoint::{load_named, load_safetensors, named_tensors};
 use crate::core::dropout::Dropout;
 use crate::core::encoder::{Encoder, EncoderConfig, NormPlacement, HF_BERT_LAYER_RENAMES};
@@ -219,11 +219,7 @@ impl VlBert {
                 .with_initializer(normal_init(std))
                 .init(device)
         };
-        let lin = |i: usize, o: usize| {
-            LinearConfig::new(i, o)
-                .with_initializer(normal_init(std))
-                .init(device)
-        };
+        let lin = |i: usize, o: usize| normal_linear(i, o, std, device);
         let scaled_ln = |scale: f64| {
             let mut ln = LayerNorm::new(h, eps, device);
             ln.gamma = Initializer::Constant { value: scale }.init([h], device);
