@@ -615,6 +615,7 @@ impl Fixtures {
             }
         }
         write(d, "vb_long.toml", "[data]\nmax_text_tokens = 4000\n");
+        write(d, "vb_noneg.toml", "[data]\nmisaligned_prob = 0.0\n");
         write(d, "vb_unknown.toml", "nonsense = 1\n");
         write(d, "vb_nowords.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [], \"times\": [], \"narration\": [{\"start\": 0.5, \"end\": 1.0, \"text\": \"lift the bag\"}]}\n");
         write(d, "vb_words.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [0, 9], \"times\": [[0, 1.5], [1.5, 3]], \"narration\": []}\n");
@@ -958,6 +959,7 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("videobert pretrain on words past the codebook", &["videobert", "pretrain", "--words", &p("vb_words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vb_words.jsonl:1", "words", "9"]),
         case("videobert pretrain on videos without words", &["videobert", "pretrain", "--words", &p("vb_nowords.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--run-dir", &p("vb_run")], &["vb_nowords.jsonl", "nothing to train on"]),
         case("videobert pretrain holding out every video", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--valid-videos", "2", "--run-dir", &p("vb_run")], &["valid_videos"]),
+        case("videobert pretrain with alignment but no mismatched pairs", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_noneg.toml"), "--run-dir", &p("vb_run")], &["misaligned_prob = 0", "alignment_weight"]),
         case("videobert pretrain past the text model's positions", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_long.toml"), "--run-dir", &p("vb_run")], &["max_text_tokens 4000", "positions"]),
         case("videobert pretrain with an unknown setting", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--config", &p("vb_unknown.toml"), "--run-dir", &p("vb_run")], &["vb_unknown.toml", "nonsense"]),
         case("videobert pretrain at a NaN learning rate", &["videobert", "pretrain", "--words", &p("words.jsonl"), "--codebook", &p("book.safetensors"), "--bert", &minilm, "--lr", "NaN", "--run-dir", &p("vb_run")], &["lr"]),

@@ -69,7 +69,9 @@ impl DataConfig {
         if self.joint + self.text_only + self.video_only <= 0.0 {
             bail!("joint, text_only and video_only are all 0: no sequence to train on");
         }
-        proportion("misaligned_prob", self.misaligned_prob)?;
+        // 0 is the no-alignment ablation's setting (no mismatched pairs); the pretraining config
+        // refuses it while the alignment objective is on.
+        probability("misaligned_prob", self.misaligned_prob)?;
         probability_below_one("mlm_prob", self.mlm_prob)?;
         probability_below_one("mfm_prob", self.mfm_prob)?;
         Ok(())

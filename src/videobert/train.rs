@@ -84,6 +84,14 @@ impl PretrainConfig {
         non_negative("mlm_weight", self.mlm_weight)?;
         non_negative("mfm_weight", self.mfm_weight)?;
         non_negative("alignment_weight", self.alignment_weight)?;
+        if self.alignment_weight > 0.0 && self.data.joint > 0.0 && self.data.misaligned_prob == 0.0
+        {
+            anyhow::bail!(
+                "misaligned_prob = 0 with alignment_weight {}: the alignment objective would see no \
+                 mismatched pair (set alignment_weight = 0 to train without it)",
+                self.alignment_weight
+            );
+        }
         self.data.validate()
     }
 }
