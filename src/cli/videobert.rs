@@ -124,6 +124,10 @@ pub struct CaptionArgs {
     /// Write each segment's reference and caption as JSONL.
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// METEOR's resources (`bash scripts/fetch-data.sh meteor`) [default: data/meteor, when
+    /// there; without them METEOR is left out].
+    #[arg(long)]
+    pub meteor: Option<PathBuf>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -443,6 +447,19 @@ fn cmd_caption(a: CaptionArgs) -> Result<()> {
     );
     pb.finish_and_clear();
     let s = score(&ex, &caps);
+    let meteor_dir = a
+        .meteor
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data/meteor"));
+    let meteor = if a.meteor.is_some() || meteor_dir.join("meteor-1.5.jar").is_file() {
+        Some(tessera::videobert::caption::meteor(
+            &meteor_dir,
+            &ex,
+            &caps,
+        )?)
+    } else {
+        None
+    };
     if let Some(out) = &a.output {
         let mut text = String::new();
         for (e, c) in ex.iter().zip(&caps) {
@@ -469,6 +486,9 @@ fn cmd_caption(a: CaptionArgs) -> Result<()> {
         for (k, v) in rows {
             m.insert(k.into(), v.into());
         }
+        if let Some(v) = meteor {
+            m.insert("METEOR".into(), v.into());
+        }
         println!("{}", serde_json::Value::Object(m));
     } else {
         println!(
@@ -484,7 +504,13 @@ fn cmd_caption(a: CaptionArgs) -> Result<()> {
         for (k, v) in rows {
             println!("{k:<8} {v:.4}");
         }
-        println!("METEOR   not implemented");
+        match meteor {
+            Some(v) => println!("METEOR   {v:.4}"),
+            None => println!(
+                "METEOR   left out: no METEOR resources in {} (`bash scripts/fetch-data.sh meteor`, or --meteor DIR)",
+                meteor_dir.display()
+            ),
+        }
     }
     Ok(())
 }

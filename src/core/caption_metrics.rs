@@ -9,8 +9,8 @@
 //! split). Deviation (named): Stanford's PTBTokenizer itself is Java; ours is checked against it
 //! on the fixture's sentences but not on every corner of English (URLs, numbers with commas).
 //!
-//! METEOR 1.5 (stemming, WordNet synonyms and a paraphrase table in a Java program) is not
-//! computed here.
+//! METEOR 1.5 (stemming, WordNet synonyms and a paraphrase table) is `core::meteor`: it needs
+//! the evaluation's resource files, which these three do not.
 
 use std::collections::HashMap;
 

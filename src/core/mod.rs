@@ -41,6 +41,7 @@ pub mod kernels;
 pub mod kmeans;
 pub mod losses;
 pub mod masking;
+pub mod meteor;
 pub mod metrics;
 pub mod norm;
 pub mod npy;

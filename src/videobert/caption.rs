@@ -719,6 +719,32 @@ pub fn score(
     caption_scores(&pairs)
 }
 
+/// Corpus METEOR 1.5 of captions against the examples' references, on the tokens the other
+/// metrics see (the COCO evaluation gives METEOR its PTB-tokenized captions); resources from
+/// `meteor_dir`.
+pub fn meteor(
+    meteor_dir: &std::path::Path,
+    examples: &[CaptionExample],
+    captions: &[String],
+) -> anyhow::Result<f64> {
+    let refs: Vec<Vec<String>> = examples
+        .iter()
+        .map(|e| vec![tokenize_caption(&e.reference)])
+        .collect();
+    let cands: Vec<String> = captions.iter().map(|c| tokenize_caption(c)).collect();
+    let texts = cands
+        .iter()
+        .map(String::as_str)
+        .chain(refs.iter().flatten().map(String::as_str));
+    let m = crate::core::meteor::Meteor::load(meteor_dir, texts)?;
+    let pairs: Vec<(&str, &[String])> = cands
+        .iter()
+        .zip(&refs)
+        .map(|(c, r)| (c.as_str(), r.as_slice()))
+        .collect();
+    Ok(m.score(&pairs).corpus)
+}
+
 // ---------------------------------------------------------------------------------------------
 // Training
 
