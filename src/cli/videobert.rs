@@ -452,11 +452,12 @@ fn cmd_caption(a: CaptionArgs) -> Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("data/meteor"));
     let meteor = if a.meteor.is_some() || meteor_dir.join("meteor-1.5.jar").is_file() {
-        Some(tessera::videobert::caption::meteor(
-            &meteor_dir,
-            &ex,
-            &caps,
-        )?)
+        // Loading METEOR's paraphrase table takes seconds: a bar that shows the time.
+        let pb = tessera::core::progress::bar(1, "METEOR", a.common.json);
+        pb.enable_steady_tick(std::time::Duration::from_millis(200));
+        let m = tessera::videobert::caption::meteor(&meteor_dir, &ex, &caps)?;
+        pb.finish_and_clear();
+        Some(m)
     } else {
         None
     };
