@@ -331,6 +331,27 @@ impl Paraphrases {
         self.vocab.get(word).map_or(-1, |&i| i as i64)
     }
 
+    /// Every phrase of the table found in `from` whose paraphrase occurs in `to`, as (start and
+    /// length in `from`, start and length in `to`), in METEOR's order (`ParaphraseMatcher`).
+    fn phrase_matches(&self, from: &[i64], to: &[i64]) -> Vec<(usize, usize, usize, usize)> {
+        let mut out = Vec::new();
+        for f in 0..from.len() {
+            for (len, p) in self.paths(from, f) {
+                let words = &self.phrases[p as usize];
+                for t in 0..to.len() {
+                    let occurs = words
+                        .iter()
+                        .enumerate()
+                        .all(|(k, &w)| t + k < to.len() && to[t + k] == w as i64);
+                    if occurs {
+                        out.push((f, len, t, words.len()));
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// (length, paraphrase) of every reference phrase starting at `start`.
     fn paths(&self, words: &[i64], start: usize) -> Vec<(usize, u32)> {
         let mut out = Vec::new();
@@ -622,97 +643,62 @@ impl Meteor {
                 .for_each(|c| *c += 1);
             matches[m.start].push(m);
         };
-        let one = |j: usize, i: usize, module: usize| Match {
-            start: j,
-            length: 1,
-            match_start: i,
-            match_length: 1,
-            module,
+        // Word-to-word matches of one module, in METEOR's order (reference word, then candidate).
+        let mut words_match = |module: usize, same: &dyn Fn(usize, usize) -> bool| {
+            for j in 0..w2.len() {
+                for i in 0..w1.len() {
+                    if same(i, j) {
+                        let m = Match {
+                            start: j,
+                            length: 1,
+                            match_start: i,
+                            match_length: 1,
+                            module,
+                        };
+                        add(m, &mut matches);
+                    }
+                }
+            }
         };
+        words_match(0, &|i, j| k1[i] == k2[j]);
         // Identical lines: the exact module alone.
-        let modules = if k1 == k2 { 1 } else { 4 };
-        // Exact.
-        for j in 0..w2.len() {
-            for i in 0..w1.len() {
-                if k1[i] == k2[j] {
-                    add(one(j, i, 0), &mut matches);
-                }
-            }
-        }
-        if modules > 1 {
-            // Stems.
-            let s1: Vec<i32> = w1
-                .iter()
-                .map(|w| java_hash(&self.stemmer.stem(w)))
-                .collect();
-            let s2: Vec<i32> = w2
-                .iter()
-                .map(|w| java_hash(&self.stemmer.stem(w)))
-                .collect();
-            for j in 0..w2.len() {
-                for i in 0..w1.len() {
-                    if s1[i] == s2[j] && k1[i] != k2[j] {
-                        add(one(j, i, 1), &mut matches);
-                    }
-                }
-            }
-            // Synonyms.
-            let sets1: Vec<HashSet<i32>> = w1.iter().map(|w| self.synonyms.sets(w)).collect();
-            let sets2: Vec<HashSet<i32>> = w2.iter().map(|w| self.synonyms.sets(w)).collect();
-            for j in 0..w2.len() {
-                for i in 0..w1.len() {
-                    if !sets1[i].is_disjoint(&sets2[j]) && k1[i] != k2[j] {
-                        add(one(j, i, 2), &mut matches);
-                    }
-                }
-            }
-            // Paraphrases, reference phrases first, then candidate phrases.
+        if k1 != k2 {
+            let stems = |w: &[&str]| -> Vec<i32> {
+                w.iter().map(|w| java_hash(&self.stemmer.stem(w))).collect()
+            };
+            let (s1, s2) = (stems(&w1), stems(&w2));
+            words_match(1, &|i, j| s1[i] == s2[j] && k1[i] != k2[j]);
+            let sets = |w: &[&str]| -> Vec<HashSet<i32>> {
+                w.iter().map(|w| self.synonyms.sets(w)).collect()
+            };
+            let (sets1, sets2) = (sets(&w1), sets(&w2));
+            words_match(2, &|i, j| {
+                !sets1[i].is_disjoint(&sets2[j]) && k1[i] != k2[j]
+            });
+            // Paraphrases: reference phrases found in the candidate, then candidate phrases
+            // found in the reference.
             let pt = &self.paraphrases;
             let l1: Vec<i64> = w1.iter().map(|w| pt.translate(w)).collect();
             let l2: Vec<i64> = w2.iter().map(|w| pt.translate(w)).collect();
-            let occurs = |line: &[i64], at: usize, words: &[u32]| {
-                words
-                    .iter()
-                    .enumerate()
-                    .all(|(k, &w)| at + k < line.len() && line[at + k] == w as i64)
-            };
-            for j in 0..l2.len() {
-                for (len, p) in pt.paths(&l2, j) {
-                    let words = &pt.phrases[p as usize];
-                    for i in 0..l1.len() {
-                        if occurs(&l1, i, words) {
-                            add(
-                                Match {
-                                    start: j,
-                                    length: len,
-                                    match_start: i,
-                                    match_length: words.len(),
-                                    module: 3,
-                                },
-                                &mut matches,
-                            );
-                        }
-                    }
-                }
+            for (j, length, i, match_length) in pt.phrase_matches(&l2, &l1) {
+                let m = Match {
+                    start: j,
+                    length,
+                    match_start: i,
+                    match_length,
+                    module: 3,
+                };
+                add(m, &mut matches);
             }
-            for i in 0..l1.len() {
-                for (len, p) in pt.paths(&l1, i) {
-                    let words = &pt.phrases[p as usize];
-                    for j in 0..l2.len() {
-                        if occurs(&l2, j, words) {
-                            add(
-                                Match {
-                                    start: j,
-                                    length: words.len(),
-                                    match_start: i,
-                                    match_length: len,
-                                    module: 3,
-                                },
-                                &mut matches,
-                            );
-                        }
-                    }
-                }
+            for (i, match_length, j, length) in pt.phrase_matches(&l1, &l2) {
+                let m = Match {
+                    start: j,
+                    length,
+                    match_start: i,
+                    match_length,
+                    module: 3,
+                };
+                add(m, &mut matches);
             }
         }
         // Positions with one candidate match covering words no other match touches are fixed.

@@ -697,17 +697,23 @@ pub fn caption(
     out
 }
 
+/// Captions and the examples' references (one each) as the COCO evaluation tokenizes them.
+fn tokenized(examples: &[CaptionExample], captions: &[String]) -> (Vec<String>, Vec<Vec<String>>) {
+    let refs = examples
+        .iter()
+        .map(|e| vec![tokenize_caption(&e.reference)])
+        .collect();
+    let cands = captions.iter().map(|c| tokenize_caption(c)).collect();
+    (cands, refs)
+}
+
 /// BLEU-1..4, ROUGE-L and CIDEr-D of captions against the examples' references.
 pub fn score(
     examples: &[CaptionExample],
     captions: &[String],
 ) -> crate::core::caption_metrics::CaptionScores {
     use crate::core::caption_metrics::{caption_scores, CaptionPair};
-    let refs: Vec<Vec<String>> = examples
-        .iter()
-        .map(|e| vec![tokenize_caption(&e.reference)])
-        .collect();
-    let cands: Vec<String> = captions.iter().map(|c| tokenize_caption(c)).collect();
+    let (cands, refs) = tokenized(examples, captions);
     let pairs: Vec<CaptionPair> = cands
         .iter()
         .zip(&refs)
@@ -727,11 +733,7 @@ pub fn meteor(
     examples: &[CaptionExample],
     captions: &[String],
 ) -> anyhow::Result<f64> {
-    let refs: Vec<Vec<String>> = examples
-        .iter()
-        .map(|e| vec![tokenize_caption(&e.reference)])
-        .collect();
-    let cands: Vec<String> = captions.iter().map(|c| tokenize_caption(c)).collect();
+    let (cands, refs) = tokenized(examples, captions);
     let texts = cands
         .iter()
         .map(String::as_str)
