@@ -40,9 +40,13 @@ for variant in $VARIANTS; do
     esac
     d="$OUT/$variant"
     mkdir -p "$d"
-    sed -e "s/^alignment_weight = .*/alignment_weight = $align/" \
-        -e "s/^misaligned_prob = .*/misaligned_prob = $([ $align = 0.0 ] && echo 0.0 || echo 0.5)/" \
-        configs/videobert-generated.toml > "$d/pretrain.toml"
+    if [ $align = 0.0 ]; then
+        sed -e "s/^alignment_weight = .*/alignment_weight = 0.0/" \
+            -e "s/^misaligned_prob = .*/misaligned_prob = 0.0/" \
+            configs/videobert-generated.toml > "$d/pretrain.toml"
+    else
+        cp configs/videobert-generated.toml "$d/pretrain.toml"
+    fi
     "$BIN" video codebook --features "$OUT/features-train" --levels $levels --k $k --output "$d/codebook.safetensors" $T
     for split in train test; do
         "$BIN" video tokenize --codebook "$d/codebook.safetensors" --features "$OUT/features-$split" \

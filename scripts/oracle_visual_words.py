@@ -2,13 +2,15 @@
 the upper bound of what a codebook can give VideoBERT, and a purity sweep below it.
 
     python scripts/oracle_visual_words.py CORPUS OUT_DIR [--noise P] [--clip-seconds 1.5] [--seed 0]
-        [--features FEATURE_DIR]
+        [--features FEATURE_DIR] [--name step|object]
 
 Writes OUT_DIR/words.jsonl (the format of `tessera video tokenize`: one line per video with its
 clips' words, their times and the narration) and OUT_DIR/codebook.safetensors (one level of 196
 words). A clip's word is verb * 20 + object of the step its middle falls in (180 words used);
 with probability --noise it is replaced by a word drawn uniformly, so the word's purity falls.
-The codebook's centroids are random (only the vocabulary size matters to `videobert pretrain`),
+With --name object a clip's word is its step's object alone (20 words used of a vocabulary of
+20): each word then meets about ten times as many sentences in the same training, which shows
+how much of the shortfall is examples per word. The codebook's centroids are random (only the vocabulary size matters to `videobert pretrain`),
 or with --features (`tessera video features` of the corpus) each word's mean clip feature, so
 that `videobert illustrate` shows clips of the word's verb and object.
 """
@@ -32,12 +34,17 @@ def main():
     ap.add_argument("--clip-seconds", type=float, default=1.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--features")
+    ap.add_argument("--name", choices=["step", "object"], default="step")
     a = ap.parse_args()
     rng = np.random.default_rng(a.seed)
-    levels, k = 1, 196
-    words_total = k**levels
     truth = [json.loads(l) for l in open(os.path.join(a.corpus, "groundtruth.jsonl")) if l.strip()]
     objects = sorted({s["object"] for v in truth for s in v["steps"]})
+    levels, k = 1, (196 if a.name == "step" else len(objects))
+    words_total = k**levels
+
+    def word(step):
+        o = objects.index(step["object"])
+        return o if a.name == "object" else VERBS.index(step["verb"]) * len(objects) + o
     narration = {}
     with open(os.path.join(a.corpus, "narration.tsv")) as f:
         for row in csv.reader(f, delimiter="\t"):
@@ -58,7 +65,7 @@ def main():
                 step = next((s for s in v["steps"] if s["start"] <= mid < s["end"]), None)
                 if step is None:
                     continue
-                w = VERBS.index(step["verb"]) * len(objects) + objects.index(step["object"])
+                w = word(step)
                 if rng.random() < a.noise:
                     w = int(rng.integers(words_total))
                 else:
@@ -88,7 +95,7 @@ def main():
                 step = next((s for s in v["steps"] if s["start"] <= mid < s["end"]), None)
                 if step is None:
                     continue
-                w = VERBS.index(step["verb"]) * len(objects) + objects.index(step["object"])
+                w = word(step)
                 if sums is None:
                     sums = np.zeros((words_total, row.shape[0]), dtype=np.float64)
                 sums[w] += row

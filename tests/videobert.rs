@@ -425,13 +425,14 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
     use tessera::text::model::TokenBatch;
     use tessera::videobert::model::{from_text_bert, load, save, VisualInit};
     let device = tessera::core::device::device_from_name("cpu").unwrap();
-    // A codebook of 16 words over 24-value features in 4 well-separated groups.
+    // A codebook of 16 words over 24-value features in 4 well-separated groups, all sharing a
+    // large mean (as clip features do).
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
     let x: Vec<f32> = (0..400)
         .flat_map(|i| {
             let g = (i % 4) as f32;
             (0..24)
-                .map(|k| if k % 4 == i % 4 { 3.0 + g } else { 0.0 } + rand::Rng::random::<f32>(&mut rng) * 0.3)
+                .map(|k| if k % 4 == i % 4 { 13.0 + g } else { 10.0 } + rand::Rng::random::<f32>(&mut rng) * 0.3)
                 .collect::<Vec<_>>()
         })
         .collect();
@@ -499,6 +500,39 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
         total > 100 && agree as f64 > 0.9 * total as f64,
         "{agree} of {total}"
     );
+    // The centroids share a large mean, which the projection keeps (the visual rows are nearly
+    // parallel); centred first, the rows are not.
+    let mean_cosine = |v: &[f32], d: usize| {
+        let n = v.len() / d;
+        let (mut sum, mut pairs) = (0.0f64, 0);
+        for i in 0..n {
+            for j in i + 1..n {
+                let (a, b) = (&v[i * d..(i + 1) * d], &v[j * d..(j + 1) * d]);
+                let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+                let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+                sum += (dot / (na * nb)) as f64;
+                pairs += 1;
+            }
+        }
+        sum / pairs as f64
+    };
+    let visual = &rows[30_523 * h..];
+    assert!(mean_cosine(leaves, 24) > 0.9, "{}", mean_cosine(leaves, 24));
+    assert!(mean_cosine(visual, h) > 0.9, "{}", mean_cosine(visual, h));
+    let (_, centred) =
+        from_text_bert(minilm, &book, VisualInit::CentredCentroids, 0, &device).unwrap();
+    let centred_rows: Vec<f32> = common::values(
+        centred
+            .bert
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .into_data(),
+    );
+    let c = mean_cosine(&centred_rows[30_523 * h..], h);
+    assert!(c < 0.2, "{c}");
     // Saved and read back: the same network.
     let dir = tempfile::tempdir().unwrap();
     save(dir.path(), &cfg, &model).unwrap();
@@ -624,6 +658,12 @@ fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory()
         acc > majority + 0.08,
         "masked-token accuracy {acc} vs majority {majority}"
     );
+    // The video-use diagnostic: the held-out masked text scored with its own and with another
+    // sequence's visual words, per masked token.
+    for key in ["valid_mlm_loss_own_video", "valid_mlm_loss_other_video"] {
+        let v = last[key].as_f64().unwrap_or(f64::NAN);
+        assert!(v.is_finite() && v > 0.0, "{key} = {v}");
+    }
     // A model directory: config, weights, tokenizer, codebook; our loader reads it back.
     for f in [
         "config.json",

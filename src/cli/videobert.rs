@@ -230,6 +230,7 @@ pub struct BenchArgs {
 #[derive(ValueEnum, Debug, Clone, Copy)]
 pub enum InitArg {
     Centroids,
+    CentredCentroids,
     Random,
 }
 
@@ -244,8 +245,8 @@ pub struct PretrainArgs {
     /// Hugging Face BERT directory for the text side (a bare name is looked up under data/).
     #[arg(long, default_value = "minilm")]
     pub bert: String,
-    /// How the visual-word embeddings start: the codebook's centroids through a projection, or
-    /// randomly.
+    /// How the visual-word embeddings start: the codebook's centroids through a projection, the
+    /// same with the centroids' mean removed first, or randomly.
     #[arg(long, value_enum, default_value = "centroids")]
     pub init: InitArg,
     /// Videos held out (from the end of the file) for the validation accuracies.
@@ -1050,6 +1051,7 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
     let bert = super::regions::resolve_model_dir(&a.bert)?;
     let init = match a.init {
         InitArg::Centroids => VisualInit::Centroids,
+        InitArg::CentredCentroids => VisualInit::CentredCentroids,
         InitArg::Random => VisualInit::Random,
     };
     device.seed(cfg.seed);

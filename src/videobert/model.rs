@@ -150,6 +150,11 @@ pub enum VisualInit {
     /// that the rows' mean norm is the text rows' (named choice: the paper says only that the
     /// visual words are embedded; the issue asks for the centroids through a projection).
     Centroids,
+    /// As `Centroids` with the centroids' mean removed first. Clip features share a large mean
+    /// (DINOv2 leaf centroids of the generated corpus: mean pairwise cosine 0.85), which the
+    /// projection keeps: with `Centroids` the visual words start as nearly one embedding; here
+    /// they start as far apart as their differences (no gain measured yet: docs/results.md).
+    CentredCentroids,
     /// BERT's normal(0, initializer_range), as any new token.
     Random,
 }
@@ -206,9 +211,22 @@ pub fn from_text_bert(
         VisualInit::Random => {
             rows.extend((0..words * h).map(|_| normal(text_cfg.initializer_range)))
         }
-        VisualInit::Centroids => {
+        VisualInit::Centroids | VisualInit::CentredCentroids => {
             let dc = codebook.dim;
-            let leaves = &codebook.centres[codebook.levels - 1];
+            let mut leaves = codebook.centres[codebook.levels - 1].clone();
+            if init == VisualInit::CentredCentroids {
+                let mut mean = vec![0f64; dc];
+                for c in leaves.chunks_exact(dc) {
+                    for (m, &x) in mean.iter_mut().zip(c) {
+                        *m += x as f64 / words as f64;
+                    }
+                }
+                for c in leaves.chunks_exact_mut(dc) {
+                    for (x, m) in c.iter_mut().zip(&mean) {
+                        *x = (*x as f64 - m) as f32;
+                    }
+                }
+            }
             let proj: Vec<f32> = (0..dc * h)
                 .map(|_| normal(1.0 / (h as f64).sqrt()))
                 .collect();

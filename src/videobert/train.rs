@@ -254,6 +254,89 @@ impl PretrainTask<'_> {
             &mut rng,
         )
     }
+
+    /// Whether the network reads the video: the masked text of the held-out aligned joint
+    /// sequences scored with their own visual words and with those of another held-out
+    /// sequence (the next one, half the list away, whose words differ), both unmasked so that
+    /// only the video differs. Mean cross-entropy per masked token, (own, other); `None` when
+    /// fewer than two such sequences are held out. A network that ignores the video scores both
+    /// alike, as the language prior.
+    fn video_use(&self, model: &VideoBert, seqs: &[MaskedSequence]) -> Result<Option<[f64; 2]>> {
+        let layout = self.model_cfg.layout();
+        let aligned: Vec<&MaskedSequence> = seqs
+            .iter()
+            .filter(|s| s.seq.aligned == Some(true) && !s.text_targets.is_empty())
+            .collect();
+        let n = aligned.len();
+        if n < 2 {
+            return Ok(None);
+        }
+        let words = |s: &MaskedSequence| -> Vec<u32> {
+            s.seq
+                .ids
+                .iter()
+                .copied()
+                .filter(|&id| layout.is_word(id))
+                .collect()
+        };
+        let with_words = |s: &MaskedSequence, w: &[u32]| -> MaskedSequence {
+            // The text (masked as drawn), `[>]`, the given words, `[SEP]`.
+            let start = s
+                .seq
+                .ids
+                .iter()
+                .position(|&id| id == layout.video_start())
+                .unwrap_or(s.seq.ids.len() - 1);
+            let mut input = s.input[..=start].to_vec();
+            input.extend_from_slice(w);
+            input.push(self.sp.sep);
+            let mut type_ids = s.seq.type_ids[..=start].to_vec();
+            type_ids.extend(std::iter::repeat_n(1, w.len() + 1));
+            MaskedSequence {
+                seq: super::data::Sequence {
+                    kind: Kind::Joint,
+                    ids: input.clone(),
+                    type_ids,
+                    aligned: None,
+                },
+                input,
+                text_targets: s.text_targets.clone(),
+                word_targets: Vec::new(),
+            }
+        };
+        let all_words: Vec<Vec<u32>> = aligned.iter().map(|s| words(s)).collect();
+        let mut own = Vec::with_capacity(n);
+        let mut other = Vec::with_capacity(n);
+        for (k, s) in aligned.iter().enumerate() {
+            let partner = (0..n)
+                .map(|d| (k + n / 2 + d) % n)
+                .find(|&j| all_words[j] != all_words[k]);
+            let Some(j) = partner else { return Ok(None) };
+            own.push(with_words(s, &all_words[k]));
+            other.push(with_words(s, &all_words[j]));
+        }
+        let mut loss = [0.0f64; 2];
+        for (slot, set) in [own, other].iter().enumerate() {
+            let mut sum = 0.0;
+            let mut count = 0usize;
+            for chunk in set.chunks(self.cfg.batch_size) {
+                let refs: Vec<&MaskedSequence> = chunk.iter().collect();
+                let p = prepare(&refs, self.sp.pad);
+                let (Some(text), _, _) = scores(model, &p, self.device) else {
+                    continue;
+                };
+                let mean = cross_entropy(text, &p.text.1)
+                    .into_data()
+                    .convert::<f64>()
+                    .try_to_vec::<f64>()
+                    .map_err(|e| anyhow::anyhow!("{e:?}"))?[0];
+                sum += mean * p.text.1.len() as f64;
+                count += p.text.1.len();
+            }
+            loss[slot] = sum / count.max(1) as f64;
+        }
+        Ok(Some(loss))
+    }
 }
 
 /// Masked text tokens, masked visual words and joint sequences of `seqs` (the counts
@@ -350,11 +433,16 @@ impl Task for PretrainTask<'_> {
             }
         }
         let acc = |k: usize| right[k] as f64 / total[k].max(1) as f64;
-        Ok(vec![
+        let mut out = vec![
             ("valid_mlm_accuracy".into(), acc(0)),
             ("valid_mfm_accuracy".into(), acc(1)),
             ("valid_alignment_accuracy".into(), acc(2)),
-        ])
+        ];
+        if let Some([own, other]) = self.video_use(model, &seqs)? {
+            out.push(("valid_mlm_loss_own_video".into(), own));
+            out.push(("valid_mlm_loss_other_video".into(), other));
+        }
+        Ok(out)
     }
 
     fn after_step(&self, mut model: VideoBert) -> VideoBert {
