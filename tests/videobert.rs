@@ -42,6 +42,19 @@ fn video(narration: Vec<Segment>) -> TokenizedVideo {
     }
 }
 
+/// The word-embedding rows (text, `[>]`, visual words) of a VideoBERT network, flat.
+fn word_rows(model: &tessera::videobert::model::VideoBert) -> Vec<f32> {
+    common::values(
+        model
+            .bert
+            .embeddings
+            .word_embeddings
+            .weight
+            .val()
+            .into_data(),
+    )
+}
+
 #[test]
 fn a_sentence_takes_the_words_of_the_clips_its_time_overlaps() {
     let cfg = DataConfig {
@@ -458,15 +471,7 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
     let b: Vec<f32> = common::values(text.forward(&batch, &device).into_data());
     assert!(common::max_diff(&a, &b) < 1e-6);
     // Visual rows: words of one centroid group are closer to each other than to other groups'.
-    let rows: Vec<f32> = common::values(
-        model
-            .bert
-            .embeddings
-            .word_embeddings
-            .weight
-            .val()
-            .into_data(),
-    );
+    let rows: Vec<f32> = word_rows(&model);
     let h = cfg.bert.hidden_size;
     let row = |w: usize| &rows[(30_523 + w) * h..(30_524 + w) * h];
     let leaves = &book.centres[1];
@@ -522,15 +527,7 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
     assert!(mean_cosine(visual, h) > 0.9, "{}", mean_cosine(visual, h));
     let (_, centred) =
         from_text_bert(minilm, &book, VisualInit::CentredCentroids, 0, &device).unwrap();
-    let centred_rows: Vec<f32> = common::values(
-        centred
-            .bert
-            .embeddings
-            .word_embeddings
-            .weight
-            .val()
-            .into_data(),
-    );
+    let centred_rows: Vec<f32> = word_rows(&centred);
     let c = mean_cosine(&centred_rows[30_523 * h..], h);
     assert!(c < 0.2, "{c}");
     // Saved and read back: the same network.
@@ -709,25 +706,10 @@ fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory()
         &device,
     )
     .unwrap();
-    let init: Vec<f32> = common::values(
-        init.bert
-            .embeddings
-            .word_embeddings
-            .weight
-            .val()
-            .into_data(),
-    );
+    let init: Vec<f32> = word_rows(&init);
     let (_, trained) =
         tessera::videobert::model::load(&dir.path().join("frozen"), &device).unwrap();
-    let trained: Vec<f32> = common::values(
-        trained
-            .bert
-            .embeddings
-            .word_embeddings
-            .weight
-            .val()
-            .into_data(),
-    );
+    let trained: Vec<f32> = word_rows(&trained);
     let h = 384;
     let first_visual = (30_522 + 1) * h;
     assert_eq!(

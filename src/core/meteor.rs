@@ -680,21 +680,18 @@ impl Meteor {
             let pt = &self.paraphrases;
             let l1: Vec<i64> = w1.iter().map(|w| pt.translate(w)).collect();
             let l2: Vec<i64> = w2.iter().map(|w| pt.translate(w)).collect();
-            for (j, length, i, match_length) in pt.phrase_matches(&l2, &l1) {
+            let reference_side = pt.phrase_matches(&l2, &l1);
+            let candidate_side = pt
+                .phrase_matches(&l1, &l2)
+                .into_iter()
+                .map(|(i, match_length, j, length)| (j, length, i, match_length));
+            for (start, length, match_start, match_length) in
+                reference_side.into_iter().chain(candidate_side)
+            {
                 let m = Match {
-                    start: j,
+                    start,
                     length,
-                    match_start: i,
-                    match_length,
-                    module: 3,
-                };
-                add(m, &mut matches);
-            }
-            for (i, match_length, j, length) in pt.phrase_matches(&l1, &l2) {
-                let m = Match {
-                    start: j,
-                    length,
-                    match_start: i,
+                    match_start,
                     match_length,
                     module: 3,
                 };
