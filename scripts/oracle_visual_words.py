@@ -18,6 +18,7 @@ that `videobert illustrate` shows clips of the word's verb and object.
 import argparse
 import csv
 import json
+import math
 import os
 
 import numpy as np
@@ -36,6 +37,10 @@ def main():
     ap.add_argument("--features")
     ap.add_argument("--name", choices=["step", "object"], default="step")
     a = ap.parse_args()
+    if not 0.0 <= a.noise <= 1.0:
+        ap.error(f"--noise must be a probability in [0, 1], got {a.noise}")
+    if not (math.isfinite(a.clip_seconds) and a.clip_seconds > 0):
+        ap.error(f"--clip-seconds must be a finite number greater than 0, got {a.clip_seconds}")
     rng = np.random.default_rng(a.seed)
     truth = [json.loads(l) for l in open(os.path.join(a.corpus, "groundtruth.jsonl")) if l.strip()]
     objects = sorted({s["object"] for v in truth for s in v["steps"]})

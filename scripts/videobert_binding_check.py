@@ -13,6 +13,7 @@ examples a pretraining run gives each visual word.
 """
 
 import argparse
+import math
 import random
 import time
 
@@ -34,6 +35,11 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
+    for name in ("rows_per_object", "steps", "batch", "threads"):
+        if getattr(a, name) < 1:
+            ap.error(f"--{name.replace('_', '-')} must be at least 1, got {getattr(a, name)}")
+    if not (math.isfinite(a.lr) and a.lr > 0):
+        ap.error(f"--lr must be a finite number greater than 0, got {a.lr}")
     torch.manual_seed(a.seed)
     rng = random.Random(a.seed)
     torch.set_num_threads(a.threads)

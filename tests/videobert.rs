@@ -530,6 +530,18 @@ fn from_a_text_bert_text_sequences_run_as_before_and_visual_rows_follow_the_cent
     let centred_rows: Vec<f32> = word_rows(&centred);
     let c = mean_cosine(&centred_rows[30_523 * h..], h);
     assert!(c < 0.2, "{c}");
+    // Centroids all equal: nothing is left to centre, a clear error rather than zero rows.
+    let mut equal = book.clone();
+    for level in equal.centres.iter_mut() {
+        let first = level[..24].to_vec();
+        for c in level.chunks_exact_mut(24) {
+            c.copy_from_slice(&first);
+        }
+    }
+    let Err(err) = from_text_bert(minilm, &equal, VisualInit::CentredCentroids, 0, &device) else {
+        panic!("equal centroids must be refused");
+    };
+    assert!(err.to_string().contains("are all equal"), "{err}");
     // Saved and read back: the same network.
     let dir = tempfile::tempdir().unwrap();
     save(dir.path(), &cfg, &model).unwrap();

@@ -251,7 +251,19 @@ pub fn from_text_bert(
                     .sum::<f64>()
                     / (v.len() / h) as f64
             };
-            let scale = mean_norm(&text_rows) / mean_norm(&visual).max(1e-12);
+            let visual_norm = mean_norm(&visual);
+            if !(visual_norm > 0.0 && visual_norm.is_finite()) {
+                bail!(
+                    "the codebook's {words} leaf centroids {} (mean norm {visual_norm}): the \
+                     visual rows would not start apart; use --init random",
+                    if init == VisualInit::CentredCentroids {
+                        "are all equal, nothing is left once their mean is removed"
+                    } else {
+                        "are all zero or not finite"
+                    }
+                );
+            }
+            let scale = mean_norm(&text_rows) / visual_norm;
             rows.extend(visual.iter().map(|&x| (x as f64 * scale) as f32));
         }
     }
