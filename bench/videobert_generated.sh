@@ -5,11 +5,13 @@
 #
 #   bash bench/videobert_generated.sh [VARIANT...]     (default: all four)
 #
-# Variants: main (2 levels x 12 words, configs/videobert-generated.toml), no-alignment
-# (alignment_weight = 0 and misaligned_prob = 0: no objective and no mismatched pairs), flat (one level of 144 words: the same vocabulary size), fewer-levels
-# (one level of 12 words). Work goes to $OUT (default runs/videobert-generated); corpora and
-# features are made once and reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112),
-# FRAME_RATE (2) and THREADS (all cores) set the scale.
+# Variants: main (2 levels x 12 words), no-alignment (alignment_weight = 0 and misaligned_prob =
+# 0: no objective and no mismatched pairs), flat (one level of 144 words: the same vocabulary
+# size), fewer-levels (one level of 12 words); each with CONFIG (default
+# configs/videobert-generated-frozen.toml) and `--init INIT` (default centred-centroids). Work
+# goes to $OUT (default runs/videobert-generated); corpora and features are made once and
+# reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112), FRAME_RATE (2) and THREADS
+# (all cores) set the scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/videobert-generated}
@@ -18,6 +20,8 @@ TEST_VIDEOS=${TEST_VIDEOS:-500}
 IMAGE_SIZE=${IMAGE_SIZE:-112}
 FRAME_RATE=${FRAME_RATE:-2}
 THREADS=${THREADS:-$(nproc)}
+CONFIG=${CONFIG:-configs/videobert-generated-frozen.toml}
+INIT=${INIT:-centred-centroids}
 VARIANTS=${*:-main no-alignment flat fewer-levels}
 bash scripts/fetch-data.sh mnist-5k fashion-mnist dinov2-s14 minilm ffmpeg
 cargo build --release --quiet
@@ -43,9 +47,9 @@ for variant in $VARIANTS; do
     if [ $align = 0.0 ]; then
         sed -e "s/^alignment_weight = .*/alignment_weight = 0.0/" \
             -e "s/^misaligned_prob = .*/misaligned_prob = 0.0/" \
-            configs/videobert-generated.toml > "$d/pretrain.toml"
+            "$CONFIG" > "$d/pretrain.toml"
     else
-        cp configs/videobert-generated.toml "$d/pretrain.toml"
+        cp "$CONFIG" "$d/pretrain.toml"
     fi
     "$BIN" video codebook --features "$OUT/features-train" --levels $levels --k $k --output "$d/codebook.safetensors" $T
     for split in train test; do
@@ -53,7 +57,7 @@ for variant in $VARIANTS; do
             --narration "$OUT/$split/narration.tsv" --output "$d/words-$split.jsonl"
     done
     "$BIN" videobert pretrain --words "$d/words-train.jsonl" --codebook "$d/codebook.safetensors" \
-        --bert minilm --config "$d/pretrain.toml" --run-dir "$d/run" $T
+        --bert minilm --init "$INIT" --config "$d/pretrain.toml" --run-dir "$d/run" $T
     "$BIN" videobert zero-shot --model "$d/run" --words "$d/words-test.jsonl" --segments "$OUT/test" \
         --output "$d/zero-shot.jsonl" $T | tee "$d/zero-shot.txt"
     "$BIN" videobert predict --model "$d/run" --words "$d/words-test.jsonl" $T | tee "$d/predict.txt"

@@ -41,7 +41,7 @@ pub enum Command {
     CaptionTrain(CaptionTrainArgs),
     /// Caption the segments of an annotation file with a trained captioner (greedy or beam
     /// search) and score the captions against the descriptions: BLEU-1..4, ROUGE-L, CIDEr-D
-    /// (METEOR is not implemented).
+    /// and METEOR 1.5 (with its resources from `scripts/fetch-data.sh meteor`).
     Caption(CaptionArgs),
 }
 

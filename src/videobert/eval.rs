@@ -375,12 +375,17 @@ struct Query {
     type_ids: Vec<u32>,
     /// Positions (in the sequence) whose log-probabilities are wanted.
     positions: Vec<usize>,
+    /// The one token id wanted at each position (a label's piece), or `None` for the whole text
+    /// vocabulary: a label query keeps one value a position instead of a row of 30,000.
+    wanted: Option<Vec<u32>>,
 }
 
+/// A query that reads the whole text vocabulary at `read`, or with `wanted`, one id each.
 fn query(
     text: &[u32],
     words: Option<&[u32]>,
     read: &[usize],
+    wanted: Option<Vec<u32>>,
     sp: Specials,
     layout: VocabLayout,
 ) -> Query {
@@ -398,11 +403,12 @@ fn query(
         ids,
         type_ids,
         positions: read.iter().map(|p| p + 1).collect(),
+        wanted,
     }
 }
 
 /// Log-probabilities over the text vocabulary at the queries' positions: per query, per
-/// position, a row of `text_vocab` values.
+/// position, a row of `text_vocab` values, or the one wanted id's value.
 fn run_queries(
     model: &VideoBert,
     queries: &[Query],
@@ -444,8 +450,12 @@ fn run_queries(
         let mut at = 0;
         for q in chunk {
             let mut per = Vec::with_capacity(q.positions.len());
-            for _ in &q.positions {
-                per.push(values[at * text_vocab..(at + 1) * text_vocab].to_vec());
+            for k in 0..q.positions.len() {
+                let row = &values[at * text_vocab..(at + 1) * text_vocab];
+                per.push(match &q.wanted {
+                    Some(ids) => vec![row[ids[k] as usize]],
+                    None => row.to_vec(),
+                });
                 at += 1;
             }
             out.push(per);
@@ -588,20 +598,22 @@ pub fn zero_shot(
     // Without video every segment asks the same questions: ask them once.
     let distinct = if with_video { kept.len() } else { 1 };
     let row_of = |i: usize| if with_video { i } else { 0 };
-    let label_score = |rows: &[Vec<f32>], scored: &[(usize, u32)]| -> f32 {
-        scored
-            .iter()
-            .zip(rows)
-            .map(|((_, id), row)| row[*id as usize])
-            .sum::<f32>()
-            / scored.len() as f32
+    // A label query's rows hold the wanted piece's value alone.
+    let label_score = |rows: &[Vec<f32>]| -> f32 {
+        rows.iter().map(|row| row[0]).sum::<f32>() / rows.len() as f32
+    };
+    let split = |scored: &[(usize, u32)]| -> (Vec<usize>, Option<Vec<u32>>) {
+        (
+            scored.iter().map(|(p, _)| *p).collect(),
+            Some(scored.iter().map(|(_, id)| *id).collect()),
+        )
     };
     // Verbs: one query per (segment, verb).
     let mut queries = Vec::new();
     for i in 0..distinct {
         for (ids, scored) in &verb_filled {
-            let read: Vec<usize> = scored.iter().map(|(p, _)| *p).collect();
-            queries.push(query(ids, words_of(i), &read, m.specials, m.layout));
+            let (read, wanted) = split(scored);
+            queries.push(query(ids, words_of(i), &read, wanted, m.specials, m.layout));
         }
     }
     let text_vocab = m.layout.text_vocab;
@@ -619,32 +631,33 @@ pub fn zero_shot(
     let nv = setup.verbs.len();
     let verb_order: Vec<Vec<usize>> = (0..distinct)
         .map(|i| {
-            let scores: Vec<f32> = (0..nv)
-                .map(|v| label_score(&rows[i * nv + v], &verb_filled[v].1))
-                .collect();
+            let scores: Vec<f32> = (0..nv).map(|v| label_score(&rows[i * nv + v])).collect();
             ranked(&scores)
         })
         .collect();
     // Objects: one query per (segment, object), inside the top verb's phrase when the verb
     // text holds the object slot.
     let mut queries = Vec::new();
-    let mut object_scored = Vec::new();
     for (i, order) in verb_order.iter().enumerate() {
         let context = (!setup.object_in_template).then_some((order[0], Role::Masked));
         for o in &setup.objects {
             let (ids, scored) = encode_filled(&fill(setup, context, Some(&o.text)), &pieces, mask);
-            let read: Vec<usize> = scored.iter().map(|(p, _)| *p).collect();
-            queries.push(query(&ids, words_of(i), &read, m.specials, m.layout));
-            object_scored.push(scored);
+            let (read, wanted) = split(&scored);
+            queries.push(query(
+                &ids,
+                words_of(i),
+                &read,
+                wanted,
+                m.specials,
+                m.layout,
+            ));
         }
     }
     let rows = run(&queries);
     let no = setup.objects.len();
     let object_order: Vec<Vec<usize>> = (0..distinct)
         .map(|i| {
-            let scores: Vec<f32> = (0..no)
-                .map(|o| label_score(&rows[i * no + o], &object_scored[i * no + o]))
-                .collect();
+            let scores: Vec<f32> = (0..no).map(|o| label_score(&rows[i * no + o])).collect();
             ranked(&scores)
         })
         .collect();
@@ -658,7 +671,7 @@ pub fn zero_shot(
                 .map(|(p, _)| p)
                 .collect();
             let queries: Vec<Query> = (0..distinct)
-                .map(|i| query(ids, words_of(i), &masks, m.specials, m.layout))
+                .map(|i| query(ids, words_of(i), &masks, None, m.specials, m.layout))
                 .collect();
             let rows = run(&queries);
             // Which mask is the verb's: the template's order of slots.
