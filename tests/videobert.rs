@@ -253,6 +253,30 @@ fn an_epoch_mixes_kinds_and_misaligned_texts_come_from_another_video() {
     assert!(seqs
         .iter()
         .all(|s| (s.seq.kind == Kind::Joint) == s.seq.aligned.is_some()));
+    // Masked targets per alignment label: (aligned, misaligned).
+    let targets = |seqs: &[tessera::videobert::data::MaskedSequence]| {
+        let mut n = [0usize; 2];
+        for s in seqs {
+            if let Some(a) = s.seq.aligned {
+                n[usize::from(!a)] += s.text_targets.len() + s.word_targets.len();
+            }
+        }
+        n
+    };
+    let with = targets(&seqs);
+    assert!(with[0] > 0 && with[1] > 0, "{with:?}");
+    // `mask_misaligned = false`: misaligned sequences go in whole, with nothing to predict.
+    let cfg = DataConfig {
+        mask_misaligned: false,
+        ..cfg
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    let seqs = epoch(&videos, &encode, SP, LAYOUT, 999, &cfg, &mut rng).unwrap();
+    let without = targets(&seqs);
+    assert!(without[0] > 0 && without[1] == 0, "{without:?}");
+    for s in seqs.iter().filter(|s| s.seq.aligned == Some(false)) {
+        assert_eq!(s.input, s.seq.ids);
+    }
 }
 
 #[test]

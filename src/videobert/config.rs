@@ -29,6 +29,12 @@ pub struct DataConfig {
     /// Share of text tokens / visual words masked (BERT: 0.15; 80/10/10 replacement).
     pub mlm_prob: f64,
     pub mfm_prob: f64,
+    /// Whether a misaligned joint sequence (text of another video) is masked too, its text and
+    /// visual words predicted as an aligned one's. The paper does not say. BERT masks its
+    /// next-sentence negatives, hence the default true. There the other video's words tell
+    /// nothing of the masked text, which teaches the network to read past the video; false
+    /// leaves those sequences unmasked, to the alignment objective alone.
+    pub mask_misaligned: bool,
 }
 
 impl Default for DataConfig {
@@ -45,6 +51,7 @@ impl Default for DataConfig {
             misaligned_prob: 0.5,
             mlm_prob: 0.15,
             mfm_prob: 0.15,
+            mask_misaligned: true,
         }
     }
 }
