@@ -47,11 +47,13 @@ def main():
         for start, end, obj in spans:
             clip_objects[obj] += end - start
     total = sum(clip_objects.values())
+    if total <= 0:
+        sys.exit(f"{truth_path}: no step with a positive length, nothing to illustrate")
     objects = sorted(clip_objects)
+    out = os.path.join(a.model, ".illustration-check.png")
     right = 0
     for obj in objects:
         text = f"the next step is to {a.verb} the {obj}"
-        out = os.path.join(a.model, ".illustration-check.png")
         p = subprocess.run(
             [a.tessera, "videobert", "illustrate", "--model", a.model, "--text", text,
              "--words", "1", "--features", a.features, "--videos", a.corpus, "--output", out,
