@@ -8,9 +8,11 @@
 # Variants: main (2 levels x 12 words), no-alignment (alignment_weight = 0 and misaligned_prob =
 # 0: no objective and no mismatched pairs), flat (one level of 144 words: the same vocabulary
 # size), fewer-levels (one level of 12 words); each with CONFIG (default
-# configs/videobert-generated-frozen.toml) and `--init INIT` (default centred-centroids). Work
-# goes to $OUT (default runs/videobert-generated); corpora and features are made once and
-# reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112), FRAME_RATE (2) and THREADS
+# configs/videobert-generated-frozen.toml) and `--init INIT` (default centred-centroids), once
+# per seed of SEEDS (default "0"; runs differ more between seeds than the test split's sampling
+# error, so compare variants over several). Work goes to $OUT (default runs/videobert-generated):
+# VARIANT/seed-S/ holds a run and its zero-shot and prediction figures; corpora, features and
+# codebooks are made once and reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112), FRAME_RATE (2) and THREADS
 # (all cores) set the scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,6 +24,7 @@ FRAME_RATE=${FRAME_RATE:-2}
 THREADS=${THREADS:-$(nproc)}
 CONFIG=${CONFIG:-configs/videobert-generated-frozen.toml}
 INIT=${INIT:-centred-centroids}
+SEEDS=${SEEDS:-0}
 VARIANTS=${*:-main no-alignment flat fewer-levels}
 bash scripts/fetch-data.sh mnist-5k fashion-mnist dinov2-s14 minilm ffmpeg
 cargo build --release --quiet
@@ -51,14 +54,20 @@ for variant in $VARIANTS; do
     else
         cp "$CONFIG" "$d/pretrain.toml"
     fi
-    "$BIN" video codebook --features "$OUT/features-train" --levels $levels --k $k --output "$d/codebook.safetensors" $T
+    [ -f "$d/codebook.safetensors" ] || "$BIN" video codebook --features "$OUT/features-train" \
+        --levels $levels --k $k --output "$d/codebook.safetensors" $T
     for split in train test; do
-        "$BIN" video tokenize --codebook "$d/codebook.safetensors" --features "$OUT/features-$split" \
-            --narration "$OUT/$split/narration.tsv" --output "$d/words-$split.jsonl"
+        [ -f "$d/words-$split.jsonl" ] || "$BIN" video tokenize --codebook "$d/codebook.safetensors" \
+            --features "$OUT/features-$split" --narration "$OUT/$split/narration.tsv" \
+            --output "$d/words-$split.jsonl"
     done
-    "$BIN" videobert pretrain --words "$d/words-train.jsonl" --codebook "$d/codebook.safetensors" \
-        --bert minilm --init "$INIT" --config "$d/pretrain.toml" --run-dir "$d/run" $T
-    "$BIN" videobert zero-shot --model "$d/run" --words "$d/words-test.jsonl" --segments "$OUT/test" \
-        --output "$d/zero-shot.jsonl" $T | tee "$d/zero-shot.txt"
-    "$BIN" videobert predict --model "$d/run" --words "$d/words-test.jsonl" $T | tee "$d/predict.txt"
+    for seed in $SEEDS; do
+        r="$d/seed-$seed"
+        mkdir -p "$r"
+        "$BIN" videobert pretrain --words "$d/words-train.jsonl" --codebook "$d/codebook.safetensors" \
+            --bert minilm --init "$INIT" --config "$d/pretrain.toml" --seed "$seed" --run-dir "$r/run" $T
+        "$BIN" videobert zero-shot --model "$r/run" --words "$d/words-test.jsonl" --segments "$OUT/test" \
+            --output "$r/zero-shot.jsonl" $T | tee "$r/zero-shot.txt"
+        "$BIN" videobert predict --model "$r/run" --words "$d/words-test.jsonl" $T | tee "$r/predict.txt"
+    done
 done

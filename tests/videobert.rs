@@ -265,18 +265,36 @@ fn an_epoch_mixes_kinds_and_misaligned_texts_come_from_another_video() {
     };
     let with = targets(&seqs);
     assert!(with[0] > 0 && with[1] > 0, "{with:?}");
-    // `mask_misaligned = false`: misaligned sequences go in whole, with nothing to predict.
+    // `predict_misaligned = false`: misaligned sequences are masked as often as aligned ones
+    // (their masks must not give their label away) but have nothing to predict.
     let cfg = DataConfig {
-        mask_misaligned: false,
+        predict_misaligned: false,
         ..cfg
     };
     let mut rng = rand::rngs::StdRng::seed_from_u64(1);
     let seqs = epoch(&videos, &encode, SP, LAYOUT, 999, &cfg, &mut rng).unwrap();
     let without = targets(&seqs);
     assert!(without[0] > 0 && without[1] == 0, "{without:?}");
-    for s in seqs.iter().filter(|s| s.seq.aligned == Some(false)) {
-        assert_eq!(s.input, s.seq.ids);
+    // Share of changed input positions per alignment label: (aligned, misaligned).
+    let mut changed = [[0usize; 2]; 2];
+    for s in &seqs {
+        if let Some(a) = s.seq.aligned {
+            let c = &mut changed[usize::from(!a)];
+            c[0] += s
+                .input
+                .iter()
+                .zip(&s.seq.ids)
+                .filter(|(x, y)| x != y)
+                .count();
+            c[1] += s.input.len();
+        }
     }
+    let share = |c: [usize; 2]| c[0] as f64 / c[1] as f64;
+    let (aligned, misaligned) = (share(changed[0]), share(changed[1]));
+    assert!(
+        misaligned > 0.05 && (aligned - misaligned).abs() < 0.5 * aligned,
+        "changed input: aligned {aligned}, misaligned {misaligned}"
+    );
 }
 
 #[test]

@@ -29,12 +29,14 @@ pub struct DataConfig {
     /// Share of text tokens / visual words masked (BERT: 0.15; 80/10/10 replacement).
     pub mlm_prob: f64,
     pub mfm_prob: f64,
-    /// Whether a misaligned joint sequence (text of another video) is masked too, its text and
-    /// visual words predicted as an aligned one's. The paper does not say. BERT masks its
-    /// next-sentence negatives, hence the default true. There the other video's words tell
-    /// nothing of the masked text, which teaches the network to read past the video; false
-    /// leaves those sequences unmasked, to the alignment objective alone.
-    pub mask_misaligned: bool,
+    /// Whether the masked text and visual words of a misaligned joint sequence (text of another
+    /// video) are predicted as an aligned one's. The paper does not say. BERT predicts the masked
+    /// tokens of its next-sentence negatives, hence the default true. There the other video's
+    /// words tell nothing of the masked text, which teaches the network to read past the video;
+    /// false still masks those sequences (a sequence left whole would tell the alignment head
+    /// its label by the absence of `[MASK]`) but predicts nothing there, leaving them to the
+    /// alignment objective alone.
+    pub predict_misaligned: bool,
 }
 
 impl Default for DataConfig {
@@ -51,7 +53,7 @@ impl Default for DataConfig {
             misaligned_prob: 0.5,
             mlm_prob: 0.15,
             mfm_prob: 0.15,
-            mask_misaligned: true,
+            predict_misaligned: true,
         }
     }
 }

@@ -227,8 +227,8 @@ pub struct MaskedSequence {
     pub word_targets: Vec<(usize, u32)>,
 }
 
-/// Mask the text part and the visual part of `seq` separately (a misaligned sequence not at all
-/// when `cfg.mask_misaligned` is false).
+/// Mask the text part and the visual part of `seq` separately; a misaligned sequence keeps no
+/// targets when `cfg.predict_misaligned` is false.
 pub fn mask<R: Rng>(
     seq: Sequence,
     sp: Specials,
@@ -238,14 +238,6 @@ pub fn mask<R: Rng>(
     rng: &mut R,
 ) -> MaskedSequence {
     use crate::core::masking::{ClozeMasker, MaskStyle};
-    if !cfg.mask_misaligned && seq.aligned == Some(false) {
-        return MaskedSequence {
-            input: seq.ids.clone(),
-            seq,
-            text_targets: Vec::new(),
-            word_targets: Vec::new(),
-        };
-    }
     let is_text = |id: u32| (id as usize) < layout.text_vocab && id != sp.cls && id != sp.sep;
     let text_pos: Vec<usize> = (0..seq.ids.len())
         .filter(|&i| is_text(seq.ids[i]))
@@ -289,6 +281,14 @@ pub fn mask<R: Rng>(
         layout.word(0),
         layout.word(layout.visual_words as u32 - 1),
     );
+    if !cfg.predict_misaligned && seq.aligned == Some(false) {
+        return MaskedSequence {
+            seq,
+            input,
+            text_targets: Vec::new(),
+            word_targets: Vec::new(),
+        };
+    }
     MaskedSequence {
         seq,
         input,
