@@ -12,8 +12,8 @@
 # per seed of SEEDS (default "0"; runs differ more between seeds than the test split's sampling
 # error, so compare variants over several). Work goes to $OUT (default runs/videobert-generated):
 # VARIANT/seed-S/ holds a run and its zero-shot and prediction figures; corpora, features and
-# codebooks are made once and reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112), FRAME_RATE (2) and THREADS
-# (all cores) set the scale.
+# codebooks are made once and reused. TRAIN_VIDEOS (2000), TEST_VIDEOS (500), IMAGE_SIZE (112),
+# FRAME_RATE (2) and THREADS (all cores) set the scale.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/videobert-generated}

@@ -281,14 +281,11 @@ pub fn mask<R: Rng>(
         layout.word(0),
         layout.word(layout.visual_words as u32 - 1),
     );
-    if !cfg.predict_misaligned && seq.aligned == Some(false) {
-        return MaskedSequence {
-            seq,
-            input,
-            text_targets: Vec::new(),
-            word_targets: Vec::new(),
-        };
-    }
+    let (text_targets, word_targets) = if !cfg.predict_misaligned && seq.aligned == Some(false) {
+        (Vec::new(), Vec::new())
+    } else {
+        (text_targets, word_targets)
+    };
     MaskedSequence {
         seq,
         input,
