@@ -730,7 +730,14 @@ fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory()
 
     // Frozen visual embeddings: after an epoch the visual rows are the initial ones (the
     // centroids through the projection, seed 0) while the text rows have moved.
-    std::fs::write(p("freeze.toml"), "freeze_visual_embeddings = true\n").unwrap();
+    // Without the alignment objective (and so no mismatched pairs) the untrained head's
+    // accuracy is not reported; with it, it is.
+    assert!(last["valid_alignment_accuracy"].as_f64().is_some());
+    std::fs::write(
+        p("freeze.toml"),
+        "freeze_visual_embeddings = true\nalignment_weight = 0.0\n[data]\nmisaligned_prob = 0.0\n",
+    )
+    .unwrap();
     run(&[
         "videobert",
         "pretrain",
@@ -744,12 +751,22 @@ fn pretraining_learns_the_narration_and_the_run_directory_is_a_model_directory()
         &p("freeze.toml"),
         "--epochs",
         "1",
+        "--valid-videos",
+        "10",
         "--lr",
         "5e-4",
         "--batch-size",
         "16",
         "--json",
     ]);
+    let frozen_rows = std::fs::read_to_string(p("frozen/metrics.jsonl")).unwrap();
+    let frozen_last: serde_json::Value =
+        serde_json::from_str(frozen_rows.lines().last().unwrap()).unwrap();
+    assert!(frozen_last["valid_mlm_accuracy"].as_f64().is_some());
+    assert!(
+        frozen_last.get("valid_alignment_accuracy").is_none(),
+        "{frozen_last}"
+    );
     let codebook =
         tessera::video::words::load_codebook(std::path::Path::new(&p("book.safetensors"))).unwrap();
     let (_, init) = tessera::videobert::model::from_text_bert(

@@ -436,8 +436,12 @@ impl Task for PretrainTask<'_> {
         let mut out = vec![
             ("valid_mlm_accuracy".into(), acc(0)),
             ("valid_mfm_accuracy".into(), acc(1)),
-            ("valid_alignment_accuracy".into(), acc(2)),
         ];
+        // Without the alignment objective the head is never trained: its accuracy on the
+        // (then all aligned) held-out pairs would be a figure of nothing.
+        if self.cfg.alignment_weight > 0.0 && total[2] > 0 {
+            out.push(("valid_alignment_accuracy".into(), acc(2)));
+        }
         if let Some([own, other]) = self.video_use(model, &seqs)? {
             out.push(("valid_mlm_loss_own_video".into(), own));
             out.push(("valid_mlm_loss_other_video".into(), other));
