@@ -944,3 +944,27 @@ fn captioner_learns_captions_from_clip_features_beyond_the_language_prior() {
     assert!(seeing.1 > blind.1 + 0.3, "{seeing:?} vs {blind:?}");
     assert!(seeing.2 > 5.0, "beam search CIDEr-D {}", seeing.2);
 }
+
+/// The shipped pretraining configs parse (no unknown keys) and pass the checks `pretrain` runs,
+/// and the frozen-words one is the setting docs/results.md reports: no alignment objective.
+#[test]
+fn the_shipped_pretraining_configs_parse_and_validate() {
+    let mut seen = 0;
+    for entry in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/configs")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("videobert-") {
+            continue;
+        }
+        let cfg: tessera::videobert::train::PretrainConfig =
+            toml::from_str(&std::fs::read_to_string(&path).unwrap())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+        cfg.validate().unwrap_or_else(|e| panic!("{name}: {e}"));
+        if name == "videobert-generated-frozen.toml" {
+            assert_eq!((cfg.alignment_weight, cfg.data.misaligned_prob), (0.0, 0.0));
+            assert!(cfg.freeze_visual_embeddings);
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 3, "videobert configs");
+}

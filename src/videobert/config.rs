@@ -78,8 +78,8 @@ impl DataConfig {
         if self.joint + self.text_only + self.video_only <= 0.0 {
             bail!("joint, text_only and video_only are all 0: no sequence to train on");
         }
-        // 0 is the no-alignment ablation's setting (no mismatched pairs); the pretraining config
-        // refuses it while the alignment objective is on.
+        // 0 goes with alignment_weight = 0 (no mismatched pairs); the pretraining config refuses
+        // it while the alignment objective is on.
         probability("misaligned_prob", self.misaligned_prob)?;
         probability_below_one("mlm_prob", self.mlm_prob)?;
         probability_below_one("mfm_prob", self.mfm_prob)?;

@@ -43,6 +43,11 @@ pub struct PretrainConfig {
     pub valid_videos: usize,
     pub mlm_weight: f64,
     pub mfm_weight: f64,
+    /// The `[CLS]` alignment objective's weight (the paper's; default 1). 0 trains without it
+    /// (set `misaligned_prob = 0` then): a named deviation that
+    /// `configs/videobert-generated-frozen.toml` takes, since on the generated corpus the head
+    /// never learns and its mismatched pairs slow the link from visual words to the text
+    /// (docs/results.md).
     pub alignment_weight: f64,
     /// Keep the visual words' embedding rows (and so, the head being tied, their output rows)
     /// as initialised: the issue reads the paper as freezing them; the paper's text does not
