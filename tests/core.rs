@@ -922,3 +922,92 @@ fn meteor_matches_pycocoevalcap() {
     );
     assert!(scores.corpus > 0.1 && scores.corpus < 0.9);
 }
+
+/// CBT's contrastive losses (`core::losses`) and their gradients against PyTorch autograd on the
+/// paper's formulas (scripts/make_contrastive_loss_fixtures.py), including a negative equal to
+/// the positive, a tied score and a small temperature; a batch with no negatives is an error.
+#[test]
+fn contrastive_losses_and_gradients_match_pytorch() {
+    use tessera::core::losses::{contrastive_nce, cross_modal_nce, info_nce};
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/cbt/contrastive.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let ad = Device::flex().autodiff();
+    let t2 = |name: &str| {
+        let view = st.tensor(name).unwrap();
+        let dims = [view.shape()[0], view.shape()[1]];
+        Tensor::<2>::from_data(TensorData::new(common::tensor_f32(&st, name), dims), &ad)
+            .require_grad()
+    };
+    let scalar = |name: &str| common::tensor_f32(&st, name)[0] as f64;
+    for case in ["visual", "visual_tie", "visual_tau"] {
+        let q = t2(&format!("{case}.queries"));
+        let k = t2(&format!("{case}.keys"));
+        let positives: Vec<usize> = common::tensor_f32(&st, &format!("{case}.positives"))
+            .iter()
+            .map(|&p| p as usize)
+            .collect();
+        let loss = info_nce(
+            q.clone(),
+            k.clone(),
+            &positives,
+            scalar(&format!("{case}.temperature")),
+        )
+        .unwrap();
+        let got = loss.clone().into_scalar::<f32>() as f64;
+        let want = scalar(&format!("{case}.loss"));
+        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
+        eprintln!("{case}: loss {got:.7} (PyTorch {want:.7})");
+        let grads = loss.backward();
+        for (x, which) in [(&q, "queries"), (&k, "keys")] {
+            let want = common::tensor_f32(&st, &format!("{case}.grad_{which}"));
+            let got: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+            let diff = common::max_diff(&got, &want);
+            assert!(
+                diff < 1e-5,
+                "{case}: gradient of the {which}: max abs diff {diff}"
+            );
+            eprintln!("{case}: gradient of the {which}: max abs diff {diff:.1e}");
+        }
+    }
+    for case in ["cross", "cross_tie"] {
+        let s = t2(&format!("{case}.scores"));
+        let loss = cross_modal_nce(s.clone()).unwrap();
+        let got = loss.clone().into_scalar::<f32>() as f64;
+        let want = scalar(&format!("{case}.loss"));
+        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
+        eprintln!("{case}: loss {got:.7} (PyTorch {want:.7})");
+        let grads = loss.backward();
+        let want = common::tensor_f32(&st, &format!("{case}.grad_scores"));
+        let got: Vec<f32> = s.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+        let diff = common::max_diff(&got, &want);
+        assert!(
+            diff < 1e-5,
+            "{case}: gradient of the scores: max abs diff {diff}"
+        );
+        eprintln!("{case}: gradient of the scores: max abs diff {diff:.1e}");
+    }
+
+    // No negatives: a clear error, never a NaN or a silent 0.
+    let dev = Device::flex();
+    let one = Tensor::<2>::ones([1, 4], &dev);
+    let err = info_nce(one.clone(), one.clone(), &[0], 1.0).unwrap_err();
+    assert!(err.to_string().contains("no negatives"), "{err}");
+    let err = cross_modal_nce(Tensor::<2>::ones([1, 1], &dev)).unwrap_err();
+    assert!(err.to_string().contains("no negatives"), "{err}");
+    let two = Tensor::<2>::ones([2, 4], &dev);
+    for bad in [0.0, -1.0, f64::NAN, f64::INFINITY] {
+        assert!(
+            info_nce(two.clone(), two.clone(), &[0, 1], bad).is_err(),
+            "{bad}"
+        );
+    }
+    assert!(contrastive_nce(Tensor::<2>::ones([2, 3], &dev), &[0, 3]).is_err());
+    assert!(contrastive_nce(Tensor::<2>::ones([2, 3], &dev), &[0]).is_err());
+    assert!(cross_modal_nce(Tensor::<2>::ones([2, 3], &dev)).is_err());
+    assert!(info_nce(two.clone(), Tensor::<2>::ones([2, 5], &dev), &[0, 1], 1.0).is_err());
+    // No masked position: 0.
+    let none = contrastive_nce(Tensor::<2>::ones([0, 3], &dev), &[]).unwrap();
+    assert_eq!(none.into_scalar::<f32>(), 0.0);
+}
