@@ -1,6 +1,6 @@
 """Fixture for core::losses' contrastive losses (CBT's visual InfoNCE and cross-modal loss),
-computed with PyTorch autograd as the formulas of the CBT paper (Sun et al., 2019, eq. 3 and the
-cross-modal loss of section 3.2) read:
+computed with PyTorch autograd as the CBT paper's formulas (Sun et al., 2019; ../shared/MODELS.md
+section 7) read:
 
 - visual: -log exp(e_t . y_t / tau) / sum_j exp(e_j . y_t / tau), the sum over every candidate
   feature of the batch (the positive among them);

@@ -92,7 +92,7 @@ pub fn contrastive_nce(scores: Tensor<2>, positives: &[usize]) -> Result<Tensor<
     Ok(super::fused::cross_entropy(scores, &targets))
 }
 
-/// CBT's visual loss (Sun et al., 2019, eq. 3): for a masked position t with context output
+/// CBT's visual loss (Sun et al., 2019; MODELS.md §7): for a masked position t with context output
 /// `predictions[t]` (ŷ_t) and the embedding `keys[positives[t]]` (e_t) of its true feature,
 /// `-log exp(e_t . ŷ_t / tau) / sum_j exp(e_j . ŷ_t / tau)` over every key j: the negatives are
 /// the other clip features of the mini-batch. `predictions` [M, D], `keys` [N, D]; `temperature`
