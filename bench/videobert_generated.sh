@@ -27,12 +27,19 @@ CONFIG=${CONFIG:-configs/videobert-generated-frozen.toml}
 INIT=${INIT:-centred-centroids}
 SEEDS=${SEEDS:-0}
 VARIANTS=${*:-main alignment flat fewer-levels}
-for variant in $VARIANTS; do
-    case ${variant%-alignment} in
-        main|alignment|flat|fewer-levels) ;;
-        *) echo "unknown variant $variant (main, flat, fewer-levels, each with or without -alignment; alignment)" >&2; exit 2;;
+# The codebook of a variant (`alignment` alone is main-alignment): sets levels and k.
+codebook() {
+    local base=${1%-alignment}
+    [ "$1" = alignment ] && base=main
+    case $base in
+        main) levels=2; k=12;;
+        flat) levels=1; k=144;;
+        fewer-levels) levels=1; k=12;;
+        *) echo "unknown variant $1 (main, flat, fewer-levels, each with or without -alignment; alignment)" >&2; exit 2;;
     esac
-done
+}
+# Every name checked before any work.
+for variant in $VARIANTS; do codebook "$variant"; done
 bash scripts/fetch-data.sh mnist-5k fashion-mnist dinov2-s14 minilm ffmpeg
 cargo build --release --quiet
 BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/tessera"
@@ -46,12 +53,7 @@ for split in train test; do
 done
 for variant in $VARIANTS; do
     [ "$variant" = alignment ] && variant=main-alignment
-    case ${variant%-alignment} in
-        main) levels=2; k=12;;
-        flat) levels=1; k=144;;
-        fewer-levels) levels=1; k=12;;
-        *) echo "unknown variant $variant (main, flat, fewer-levels, each with or without -alignment)" >&2; exit 2;;
-    esac
+    codebook "$variant"
     # The codebook and words belong to the codebook; a -alignment variant shares them.
     w="$OUT/${variant%-alignment}"
     d="$OUT/$variant"

@@ -941,6 +941,24 @@ fn contrastive_losses_and_gradients_match_pytorch() {
             .require_grad()
     };
     let scalar = |name: &str| common::tensor_f32(&st, name)[0] as f64;
+    // The loss and its gradient with respect to each input against the fixture's.
+    let check = |case: &str, loss: Tensor<1>, inputs: &[(&Tensor<2>, &str)]| {
+        let got = loss.clone().into_scalar::<f32>() as f64;
+        let want = scalar(&format!("{case}.loss"));
+        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
+        eprintln!("{case}: loss {got:.7} (PyTorch {want:.7})");
+        let grads = loss.backward();
+        for (x, which) in inputs {
+            let want = common::tensor_f32(&st, &format!("{case}.grad_{which}"));
+            let got: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
+            let diff = common::max_diff(&got, &want);
+            assert!(
+                diff < 1e-5,
+                "{case}: gradient of the {which}: max abs diff {diff}"
+            );
+            eprintln!("{case}: gradient of the {which}: max abs diff {diff:.1e}");
+        }
+    };
     for case in ["visual", "visual_tie", "visual_tau"] {
         let q = t2(&format!("{case}.queries"));
         let k = t2(&format!("{case}.keys"));
@@ -955,38 +973,12 @@ fn contrastive_losses_and_gradients_match_pytorch() {
             scalar(&format!("{case}.temperature")),
         )
         .unwrap();
-        let got = loss.clone().into_scalar::<f32>() as f64;
-        let want = scalar(&format!("{case}.loss"));
-        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
-        eprintln!("{case}: loss {got:.7} (PyTorch {want:.7})");
-        let grads = loss.backward();
-        for (x, which) in [(&q, "queries"), (&k, "keys")] {
-            let want = common::tensor_f32(&st, &format!("{case}.grad_{which}"));
-            let got: Vec<f32> = x.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
-            let diff = common::max_diff(&got, &want);
-            assert!(
-                diff < 1e-5,
-                "{case}: gradient of the {which}: max abs diff {diff}"
-            );
-            eprintln!("{case}: gradient of the {which}: max abs diff {diff:.1e}");
-        }
+        check(case, loss, &[(&q, "queries"), (&k, "keys")]);
     }
     for case in ["cross", "cross_tie"] {
         let s = t2(&format!("{case}.scores"));
         let loss = cross_modal_nce(s.clone()).unwrap();
-        let got = loss.clone().into_scalar::<f32>() as f64;
-        let want = scalar(&format!("{case}.loss"));
-        assert!((got - want).abs() < 1e-5, "{case}: loss {got} vs {want}");
-        eprintln!("{case}: loss {got:.7} (PyTorch {want:.7})");
-        let grads = loss.backward();
-        let want = common::tensor_f32(&st, &format!("{case}.grad_scores"));
-        let got: Vec<f32> = s.grad(&grads).unwrap().into_data().try_to_vec().unwrap();
-        let diff = common::max_diff(&got, &want);
-        assert!(
-            diff < 1e-5,
-            "{case}: gradient of the scores: max abs diff {diff}"
-        );
-        eprintln!("{case}: gradient of the scores: max abs diff {diff:.1e}");
+        check(case, loss, &[(&s, "scores")]);
     }
 
     // No negatives: a clear error, never a NaN or a silent 0.
