@@ -5,6 +5,7 @@
 //! names a backend: the device is picked at run time ([`core::device`]).
 
 pub mod bert4rec;
+pub mod cbt;
 pub mod core;
 pub mod corpora;
 pub mod detect;

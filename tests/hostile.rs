@@ -625,6 +625,18 @@ impl Fixtures {
             }
         }
         write(d, "vb_long.toml", "[data]\nmax_text_tokens = 4000\n");
+        write(d, "cbt_micro2.toml", "micro_batch = 2\n");
+        write(d, "cbt_micro1.toml", "micro_batch = 1\n");
+        write(d, "cbt_temp0.toml", "temperature = 0.0\n");
+        write(d, "cbt_tempnan.toml", "temperature = nan\n");
+        write(d, "cbt_neg0.toml", "cross_negatives = 0\n");
+        write(d, "cbt_text.toml", "text_weight = 1.0\n");
+        write(
+            d,
+            "cbt_zero.toml",
+            "visual_weight = 0.0\ncross_weight = 0.0\n",
+        );
+        write(d, "cbt_clips.toml", "[model]\nmax_clips = 0\n");
         write(d, "vb_noneg.toml", "[data]\nmisaligned_prob = 0.0\n");
         write(d, "vb_unknown.toml", "nonsense = 1\n");
         write(d, "vb_nowords.jsonl", "{\"video\": \"a\", \"duration\": 3.0, \"words\": [], \"times\": [], \"narration\": [{\"start\": 0.5, \"end\": 1.0, \"text\": \"lift the bag\"}]}\n");
@@ -666,6 +678,34 @@ impl Fixtures {
             "zs_verbs_phrase.txt",
             "lift\tlift the {object}\ndrop\tdrop the {object}\n",
         );
+        // CBT: a model pretrained one epoch on the two videos, the same with NaN weights.
+        let minilm = Path::new(env!("CARGO_MANIFEST_DIR")).join("data/minilm");
+        ok(&[
+            "cbt",
+            "pretrain",
+            "--bert",
+            minilm.to_str().unwrap(),
+            "--features",
+            &f.p("feats"),
+            "--narration",
+            &f.p("vids"),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "2",
+            "--config",
+            &f.p("cbt_micro2.toml"),
+            "--run-dir",
+            &f.p("cbt_run"),
+        ]);
+        copy_dir(&d.join("cbt_run"), &d.join("cbt_nan"));
+        poison(&d.join("cbt_nan/model.safetensors"));
+        write(
+            d,
+            "cbt_other.tsv",
+            "elsewhere\t0\t1.5\tnow we lift the bag\n",
+        );
+        write(d, "cbt_segments.tsv", "elsewhere\t0\t3\tlift\tbag\n");
         f
     }
 }
@@ -1017,6 +1057,32 @@ fn cases(f: &Fixtures) -> Vec<Case> {
         case("videos shifted by 10^9 seconds", &["data", "videos", "--output", &p("vv"), "--count", "1", "--max-shift", "1e9"], &["--max-shift"]),
         case("show a video past the corpus", &["data", "show-video", &p("vids"), "--index", "9", "--output", &p("s.png")], &["--index 9"]),
         case("show a video at 0 frames a second", &["data", "show-video", &p("vids"), "--rate", "0", "--output", &p("s.png")], &["--rate"]),
+        // CBT.
+        case("cbt pretrain on batches of one", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--batch-size", "1", "--run-dir", &p("cbt_x")], &["batch_size", "negatives"]),
+        case("cbt pretrain on micro-batches of one", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_micro1.toml"), "--run-dir", &p("cbt_x")], &["micro_batch", "negatives"]),
+        case("cbt pretrain at temperature 0", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_temp0.toml"), "--run-dir", &p("cbt_x")], &["temperature"]),
+        case("cbt pretrain at temperature NaN", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_tempnan.toml"), "--run-dir", &p("cbt_x")], &["temperature"]),
+        case("cbt pretrain with 0 cross-modal negatives", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_neg0.toml"), "--run-dir", &p("cbt_x")], &["cross_negatives"]),
+        case("cbt pretrain a text loss with BERT frozen", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_text.toml"), "--run-dir", &p("cbt_x")], &["text_weight", "frozen"]),
+        case("cbt pretrain with every loss weighted 0", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_zero.toml"), "--run-dir", &p("cbt_x")], &["nothing to train"]),
+        case("cbt pretrain with 0 clip positions", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("vids"), "--config", &p("cbt_clips.toml"), "--run-dir", &p("cbt_x")], &["max_clips"]),
+        case("cbt pretrain on narration of other videos", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("cbt_other.tsv"), "--run-dir", &p("cbt_x")], &["cbt_other.tsv", "no video"]),
+        case("cbt pretrain on narration past the clips", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("late.tsv"), "--run-dir", &p("cbt_x")], &["no training example"]),
+        case("cbt pretrain on a narration line of three fields", &["cbt", "pretrain", "--bert", &minilm, "--features", &p("feats"), "--narration", &p("three.tsv"), "--run-dir", &p("cbt_x")], &["three.tsv:1", "fields"]),
+        case("cbt features from a directory that is no model", &["cbt", "features", "--model", &p("feats"), "--features", &p("feats"), "--output", &p("cbt_f")], &["config.json", "CBT model"]),
+        case("cbt features of another width", &["cbt", "features", "--model", &p("cbt_run"), "--features", &p("cap_dim5"), "--output", &p("cbt_f")], &["5 values", "reads"]),
+        case("cbt features from NaN weights", &["cbt", "features", "--model", &p("cbt_nan"), "--features", &p("feats"), "--output", &p("cbt_f")], &["cbt_nan", "NaN"]),
+        case("cbt retrieve in pools of one", &["cbt", "retrieve", "--model", &p("cbt_run"), "--features", &p("feats"), "--narration", &p("vids"), "--pool", "1"], &["--pool 1"]),
+        case("cbt retrieve with NaN weights", &["cbt", "retrieve", "--model", &p("cbt_nan"), "--features", &p("feats"), "--narration", &p("vids")], &["cbt_nan", "NaN"]),
+        ok_case("cbt retrieve", &["cbt", "retrieve", "--model", &p("cbt_run"), "--features", &p("feats"), "--narration", &p("vids")]),
+        case("cbt probe on features of two widths", &["cbt", "probe", "--train-features", &p("cap_dim5"), "--train-segments", &p("vids"), "--test-features", &p("feats"), "--test-segments", &p("vids")], &["cap_dim5", "5 values", "feats"]),
+        case("cbt probe on segments of other videos", &["cbt", "probe", "--train-features", &p("feats"), "--train-segments", &p("cbt_segments.tsv"), "--test-features", &p("feats"), "--test-segments", &p("vids")], &["cbt_segments.tsv", "no segment"]),
+        ok_case("cbt probe", &["cbt", "probe", "--train-features", &p("feats"), "--train-segments", &p("vids"), "--test-features", &p("feats"), "--test-segments", &p("vids")]),
+        pipe_case("cbt probe into a closed pipe", &["cbt", "probe", "--train-features", &p("feats"), "--train-segments", &p("vids"), "--test-features", &p("feats"), "--test-segments", &p("vids")]),
+        case("cbt anticipate with NaN weights", &["cbt", "anticipate", "--model", &p("cbt_nan"), "--train-features", &p("feats"), "--train-segments", &p("vids"), "--test-features", &p("feats"), "--test-segments", &p("vids")], &["cbt_nan", "NaN"]),
+        case("cbt bench on micro-batches of one", &["cbt", "bench", "--micro-batch", "1"], &["--micro-batch"]),
+        case("cbt bench with a huge batch", &["cbt", "bench", "--micro-batch", "100000000", "--batch", "100000000"], &["--micro-batch"]),
+        case("cbt bench in an unknown mode", &["cbt", "bench", "--mode", "fly", "--hidden", "8", "--heads", "2", "--text-layers", "1", "--batch", "2", "--micro-batch", "2"], &["--mode", "fly"]),
         // Curves.
         case("plot a directory that is no run", &["plot", &p("vocab"), "--output", &p("c.png")], &["metrics.jsonl"]),
         case("plot a metric no run logs", &["plot", &b4r, "--metric", "nonsense", "--output", &p("c.png")], &["nonsense"]),

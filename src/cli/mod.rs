@@ -10,6 +10,7 @@ macro_rules! set_if_some {
 }
 
 mod bert4rec;
+mod cbt;
 mod data;
 mod detect;
 mod metapath2vec;
@@ -88,6 +89,10 @@ pub enum ModelCommand {
     /// zero-shot actions, future prediction, illustration, features and captioning.
     #[command(subcommand)]
     Videobert(videobert::Command),
+    /// CBT: contrastive bidirectional transformer over continuous clip features and narration
+    /// (Sun et al., 2019): pretraining, features, linear probe, retrieval, anticipation.
+    #[command(subcommand)]
+    Cbt(cbt::Command),
 }
 
 #[derive(Args, Debug)]
@@ -281,6 +286,7 @@ pub fn run(cli: Cli) -> Result<()> {
         ModelCommand::Data(cmd) => data::run(cmd),
         ModelCommand::Video(cmd) => video::run(cmd),
         ModelCommand::Videobert(cmd) => videobert::run(cmd),
+        ModelCommand::Cbt(cmd) => cbt::run(cmd),
     }
 }
 

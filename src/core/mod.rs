@@ -39,6 +39,7 @@ pub mod heads;
 pub mod images;
 pub mod kernels;
 pub mod kmeans;
+pub mod logistic;
 pub mod losses;
 pub mod masking;
 pub mod meteor;

@@ -4,6 +4,7 @@
 
 use super::data::decode_text;
 use crate::core::error::InputError;
+use crate::core::logistic::LogisticRegression;
 use crate::core::metrics::f1_scores;
 use crate::core::rng::rng_for;
 use anyhow::{bail, Context, Result};
@@ -123,76 +124,6 @@ pub fn join(emb: &NamedEmbeddings, labels: &[(String, String)]) -> Labelled {
         y,
         classes,
         missing,
-    }
-}
-
-/// Multinomial logistic regression with L2 penalty `1/(2C)|W|^2` (liblinear's and
-/// scikit-learn's objective, C = 1), fitted by full-batch gradient descent with Adam.
-pub struct LogisticRegression {
-    w: Vec<Vec<f64>>, // [classes][dim + 1]
-}
-
-impl LogisticRegression {
-    pub fn fit(x: &[Vec<f64>], y: &[usize], classes: usize, c: f64, iters: usize) -> Self {
-        let d = x[0].len();
-        let n = x.len() as f64;
-        let mut w = vec![vec![0f64; d + 1]; classes];
-        let mut m = w.clone();
-        let mut v = w.clone();
-        let lr = 0.05;
-        let mut p = vec![0f64; classes];
-        for t in 1..=iters {
-            let mut g = vec![vec![0f64; d + 1]; classes];
-            for (xi, &yi) in x.iter().zip(y) {
-                Self::probs(&w, xi, &mut p);
-                for k in 0..classes {
-                    let e = p[k] - if k == yi { 1.0 } else { 0.0 };
-                    for j in 0..d {
-                        g[k][j] += e * xi[j];
-                    }
-                    g[k][d] += e;
-                }
-            }
-            for k in 0..classes {
-                for j in 0..=d {
-                    // mean data loss + L2 on weights (not the intercept), scaled like C/n
-                    let reg = if j < d { w[k][j] / (c * n) } else { 0.0 };
-                    let gr = g[k][j] / n + reg;
-                    m[k][j] = 0.9 * m[k][j] + 0.1 * gr;
-                    v[k][j] = 0.999 * v[k][j] + 0.001 * gr * gr;
-                    let mh = m[k][j] / (1.0 - 0.9f64.powi(t as i32));
-                    let vh = v[k][j] / (1.0 - 0.999f64.powi(t as i32));
-                    w[k][j] -= lr * mh / (vh.sqrt() + 1e-8);
-                }
-            }
-        }
-        Self { w }
-    }
-
-    fn probs(w: &[Vec<f64>], x: &[f64], p: &mut [f64]) {
-        let d = x.len();
-        let mut max = f64::NEG_INFINITY;
-        for (k, wk) in w.iter().enumerate() {
-            let s: f64 = wk[..d].iter().zip(x).map(|(a, b)| a * b).sum::<f64>() + wk[d];
-            p[k] = s;
-            max = max.max(s);
-        }
-        let mut z = 0.0;
-        for pk in p.iter_mut() {
-            *pk = (*pk - max).exp();
-            z += *pk;
-        }
-        for pk in p.iter_mut() {
-            *pk /= z;
-        }
-    }
-
-    pub fn predict(&self, x: &[f64]) -> usize {
-        let mut p = vec![0f64; self.w.len()];
-        Self::probs(&self.w, x, &mut p);
-        (0..p.len())
-            .max_by(|&a, &b| p[a].total_cmp(&p[b]))
-            .unwrap_or(0)
     }
 }
 

@@ -3,4 +3,7 @@
 //! `core::video`, narrated corpora are `corpora::narration` and `corpora::videos`.
 
 pub mod features;
+pub mod probe;
+pub mod segments;
+pub mod spans;
 pub mod words;

@@ -18,6 +18,7 @@
 use super::config::DataConfig;
 use crate::core::error::InputError;
 use crate::corpora::narration::Segment;
+use crate::video::spans::{narration_spans, SpanRule};
 use anyhow::{Context, Result};
 use rand::Rng;
 use serde::Deserialize;
@@ -110,48 +111,21 @@ pub struct Pair {
 /// span of the text, every `stride`-th from a random offset. Texts whose span covers no clip
 /// are dropped.
 pub fn pairs<R: Rng>(v: &TokenizedVideo, index: usize, cfg: &DataConfig, rng: &mut R) -> Vec<Pair> {
-    let mut sentences: Vec<&Segment> = v.narration.iter().collect();
-    sentences.sort_by(|a, b| a.start.total_cmp(&b.start));
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < sentences.len() {
-        let n = rng
-            .random_range(1..=cfg.max_concat)
-            .min(sentences.len() - i);
-        let group = &sentences[i..i + n];
-        i += n;
-        let start = group.iter().map(|s| s.start).fold(f64::INFINITY, f64::min);
-        let end = group
-            .iter()
-            .map(|s| s.end)
-            .fold(f64::NEG_INFINITY, f64::max);
-        let clips: Vec<u32> = v
-            .words
-            .iter()
-            .zip(&v.times)
-            .filter(|(_, t)| t[0] < end && t[1] > start)
-            .map(|(&w, _)| w)
-            .collect();
-        if clips.is_empty() {
-            continue;
-        }
-        let stride = rng.random_range(cfg.min_stride..=cfg.max_stride);
-        let offset = rng.random_range(0..stride).min(clips.len() - 1);
-        let words: Vec<u32> = clips.iter().skip(offset).step_by(stride).copied().collect();
-        let text = group
-            .iter()
-            .map(|s| s.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        out.push(Pair {
+    let rule = SpanRule {
+        max_concat: cfg.max_concat,
+        min_stride: cfg.min_stride,
+        max_stride: cfg.max_stride,
+    };
+    narration_spans(&v.narration, &v.times, rule, rng)
+        .into_iter()
+        .map(|s| Pair {
             video: index,
-            text,
-            start,
-            end,
-            words,
-        });
-    }
-    out
+            text: s.text,
+            start: s.start,
+            end: s.end,
+            words: s.clips.iter().map(|&c| v.words[c]).collect(),
+        })
+        .collect()
 }
 
 /// What a sequence holds.
