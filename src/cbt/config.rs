@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 pub struct PretrainConfig {
     pub seed: u64,
     pub batch_size: usize,
-    /// Examples per worker pass. The contrastive negatives are the other examples of the
-    /// micro-batch (the paper's "mini-batch"): set it to `batch_size` for the whole batch's.
+    /// Examples per worker pass (at most half the batch: the loop splits every batch between
+    /// workers). The contrastive negatives are the other examples of the micro-batch (the
+    /// paper's "mini-batch").
     pub micro_batch: usize,
     pub lr: f64,
     pub warmup_steps: u64,

@@ -6,9 +6,10 @@
 //! Choices, named:
 //! - The visual transformer runs once per example, on the masked clips; its outputs feed both
 //!   the visual loss and the cross-modal transformer (one pass instead of a second unmasked one).
-//! - The negatives of both losses are the other examples of the micro-batch (`micro_batch`), as
-//!   the worker threads see them. A micro-batch of one has no negatives: the config refuses
-//!   sizes that would make one, and an epoch's last batch drops an example rather than leave one.
+//! - The negatives of both losses are the other examples of the micro-batch, as the worker
+//!   threads see them (`micro_batch`, and at most half the batch: the loop gives each of two
+//!   workers a part). A micro-batch of one has no negatives: the config refuses sizes that would
+//!   make one, and an epoch's last batch drops examples rather than leave one.
 //! - A frozen text BERT (the paper's) runs with its outputs detached: no gradient reaches it.
 
 use super::config::PretrainConfig;
@@ -272,14 +273,19 @@ impl PretrainTask<'_> {
         )
     }
 
-    /// Batches of `batch_size` (the last may be shorter); an example is dropped where a batch
-    /// would leave a micro-batch of one.
+    /// Batches of `batch_size` (the last may be shorter). The loop cuts a batch into
+    /// micro-batches of [`trainer::micro_size`]; examples are dropped from the end of a batch (an
+    /// epoch's last, shorter one) until no micro-batch would hold a single example.
     fn batch(&self, mut examples: Vec<Example>) -> Vec<PretrainBatch> {
         let mut out = Vec::new();
         while !examples.is_empty() {
             let rest = examples.split_off(self.cfg.batch_size.min(examples.len()));
             let mut batch = std::mem::replace(&mut examples, rest);
-            if batch.len() % self.cfg.micro_batch == 1 {
+            loop {
+                let m = trainer::micro_size(self.cfg.micro_batch, batch.len());
+                if batch.is_empty() || (m >= 2 && batch.len() % m != 1) {
+                    break;
+                }
                 batch.pop();
             }
             if batch.is_empty() {
