@@ -625,7 +625,7 @@ impl Fixtures {
             }
         }
         write(d, "vb_long.toml", "[data]\nmax_text_tokens = 4000\n");
-        write(d, "cbt_micro2.toml", "micro_batch = 2\n");
+        write(d, "cbt_micro2.toml", "micro_batch = 2\nmax_concat = 1\n");
         write(d, "cbt_micro1.toml", "micro_batch = 1\n");
         write(d, "cbt_temp0.toml", "temperature = 0.0\n");
         write(d, "cbt_tempnan.toml", "temperature = nan\n");
@@ -692,7 +692,7 @@ impl Fixtures {
             "--epochs",
             "1",
             "--batch-size",
-            "2",
+            "4",
             "--config",
             &f.p("cbt_micro2.toml"),
             "--run-dir",

@@ -81,8 +81,11 @@ impl Default for PretrainConfig {
 impl PretrainConfig {
     pub fn validate(&self) -> Result<()> {
         use crate::core::validate::*;
-        int_in("batch_size (--batch-size)", self.batch_size, 2, 1 << 20).map_err(|e| {
-            anyhow::anyhow!("{e:#}: the contrastive losses take their negatives from the batch")
+        int_in("batch_size (--batch-size)", self.batch_size, 4, 1 << 20).map_err(|e| {
+            anyhow::anyhow!(
+                "{e:#}: the loop splits a batch between two workers, and the contrastive losses \
+                 take their negatives from each part (2 examples at least)"
+            )
         })?;
         int_in("micro_batch", self.micro_batch, 2, 1 << 20).map_err(|e| {
             anyhow::anyhow!(

@@ -458,10 +458,17 @@ pub fn pretrain(
         ad: device.clone().autodiff(),
         steps_per_epoch: 0,
     };
-    let first = task.batch(task.examples(train, STREAM_DRAW, 0)?).len();
+    let examples = task.examples(train, STREAM_DRAW, 0)?;
+    let n = examples.len();
+    ensure!(
+        n > 0,
+        "no training example: no training video has narration overlapping its clips"
+    );
+    let first = task.batch(examples).len();
     ensure!(
         first > 0,
-        "no training example: no training video has narration overlapping its clips"
+        "{n} training examples: too few for a batch whose micro-batches all hold 2 or more \
+         (the contrastive negatives); give more videos or narration"
     );
     task.steps_per_epoch = first;
     let out = trainer::train(&task, model, &settings, run, device, opts)?;
