@@ -11,7 +11,6 @@ use tessera::cbt::model::{load, Cbt, CbtConfig};
 use tessera::cbt::train::{pretrain, text_specials};
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::run::RunDir;
-use tessera::core::trainer::RunOptions;
 use tessera::text::tokenize::TextTokenizer;
 use tessera::video::features::{read_feature_dir, ClipFeatures};
 use tessera::video::probe::{linear_probe, Examples, ProbeScore, Target};
@@ -328,23 +327,10 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         &cfg,
         &run,
         &device,
-        &RunOptions {
-            quiet: a.common.json,
-            resume: a.run.resume,
-            stop_after_epochs: a.run.stop_after_epochs,
-        },
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
-        let rows: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::json!({"epoch": r.epoch, "loss": r.loss});
-                for (k, x) in &r.metrics {
-                    v[k] = serde_json::json!(x);
-                }
-                v
-            })
-            .collect();
+        let rows = super::vl::records_json(&records);
         println!("{}", serde_json::to_string(&rows)?);
     }
     Ok(())

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use tessera::core::device::{device_from_name, set_threads};
 use tessera::core::run::RunDir;
-use tessera::core::trainer::RunOptions;
 use tessera::videobert::model::{from_text_bert, VisualInit};
 use tessera::videobert::train::{pretrain, PretrainConfig};
 
@@ -1081,23 +1080,10 @@ fn cmd_pretrain(a: PretrainArgs) -> Result<()> {
         &cfg,
         &run,
         &device,
-        &RunOptions {
-            quiet: a.common.json,
-            resume: a.run.resume,
-            stop_after_epochs: a.run.stop_after_epochs,
-        },
+        &a.run.options(&a.common),
     )?;
     if a.common.json {
-        let rows: Vec<serde_json::Value> = records
-            .iter()
-            .map(|r| {
-                let mut v = serde_json::json!({"epoch": r.epoch, "loss": r.loss});
-                for (k, x) in &r.metrics {
-                    v[k] = serde_json::json!(x);
-                }
-                v
-            })
-            .collect();
+        let rows = super::vl::records_json(&records);
         println!("{}", serde_json::to_string(&rows)?);
     }
     Ok(())

@@ -185,14 +185,14 @@ pub fn run_training(
     tessera::core::trainer::catch_interrupts();
     let out = train(&run.options(common))?;
     if common.json {
-        println!("{}", serde_json::to_string(&records_json(&out))?);
+        println!("{}", serde_json::to_string(&records_json(&out.records))?);
     }
     Ok(())
 }
 
 /// The epochs of a training run as JSON objects (epoch, loss, the metrics).
-pub fn records_json(out: &TrainOutcome) -> Vec<serde_json::Value> {
-    out.records
+pub fn records_json(records: &[tessera::core::trainer::EpochRecord]) -> Vec<serde_json::Value> {
+    records
         .iter()
         .map(|r| {
             let mut m = serde_json::Map::new();
