@@ -12,7 +12,7 @@ Two uses:
         small random weights and inputs (padding, a repeated clip, a duplicated video: negatives
         equal to the positive); writes OUTPUT_DIR/network.safetensors (default tests/fixtures/cbt)
         with the weights under Tessera's checkpoint names, the inputs, the visual and text hidden
-        states, the cross-modal scores, both losses and the gradient of their sum with respect to
+        states (and every visual hidden state of the unmasked input), the cross-modal scores, both losses and the gradient of their sum with respect to
         every trainable weight (the text BERT frozen, as the paper).
 
     python scripts/cbt_reference.py bench --threads 2 [sizes]
@@ -109,13 +109,16 @@ def ln(W, name, x, eps):
     return F.layer_norm(x, x.shape[-1:], W[f"{name}.weight"], W[f"{name}.bias"], eps)
 
 
-def encoder(W, prefix, layers, heads, x, padding, eps):
-    """BERT's post-norm layers; padding [B, L] true at padding keys."""
+def encoder(W, prefix, layers, heads, x, padding, eps, states=None):
+    """BERT's post-norm layers; padding [B, L] true at padding keys. `states`, a list, gets the
+    input and every layer's output."""
     b, l, h = x.shape
     d = h // heads
     bias = torch.zeros(b, 1, 1, l, dtype=x.dtype)
     bias = bias.masked_fill(padding[:, None, None, :], float("-inf"))
     for i in range(layers):
+        if states is not None:
+            states.append(x)
         n = layer_names(f"{prefix}.{i}")
         split = lambda y: y.view(b, l, heads, d).transpose(1, 2)
         q, k, v = (split(lin(W, n[c], x)) for c in ("q", "k", "v"))
@@ -123,17 +126,19 @@ def encoder(W, prefix, layers, heads, x, padding, eps):
         ctx = (att @ v).transpose(1, 2).reshape(b, l, h)
         a = ln(W, n["ln1"], x + lin(W, n["o"], ctx), eps)
         x = ln(W, n["ln2"], a + lin(W, n["out"], F.gelu(lin(W, n["i"], a))), eps)
+    if states is not None:
+        states.append(x)
     return x
 
 
-def visual_forward(W, cfg, feats, real, masked):
+def visual_forward(W, cfg, feats, real, masked, states=None):
     eps = cfg["text"]["layer_norm_eps"]
     e = lin(W, "visual_embeddings.projection", feats)
     m = masked[..., None].to(e.dtype)
     x = e * (1 - m) + W["visual_embeddings.mask_embedding"] * m
     x = x + W["visual_embeddings.position_embeddings.weight"][: feats.shape[1]]
     x = ln(W, "visual_embeddings.layer_norm", x, eps)
-    hid = encoder(W, "visual.layer", cfg["visual_layers"], cfg["heads"], x, ~real, eps)
+    hid = encoder(W, "visual.layer", cfg["visual_layers"], cfg["heads"], x, ~real, eps, states)
     return e, hid
 
 
@@ -240,6 +245,10 @@ def fixtures(out_dir):
     trainable = {k: v.clone().requires_grad_(not k.startswith("text.")) for k, v in W.items()}
     hv, ht, s, visual, cross = losses(trainable, cfg, feats, real, masked, ids, tmask)
     (visual + cross).backward()
+    # What `cbt features --layers` reads: every hidden state of the unmasked visual pass.
+    states = []
+    with torch.no_grad():
+        visual_forward(W, cfg, feats, real, torch.zeros_like(masked), states)
     out = {f"weight.{k}": v.float() for k, v in W.items()}
     for k, v in trainable.items():
         if v.grad is not None:
@@ -251,6 +260,7 @@ def fixtures(out_dir):
         "input.ids": ids.float(),
         "input.text_mask": tmask.float(),
         "output.visual_hidden": hv.detach().float(),
+        "output.visual_states_unmasked": torch.stack(states).float(),
         "output.text_hidden": ht.float(),
         "output.cross_scores": s.detach().float(),
         "output.visual_loss": visual.detach().reshape(1).float(),

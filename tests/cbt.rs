@@ -187,6 +187,51 @@ fn the_network_its_losses_and_gradients_equal_the_pytorch_reference() {
     );
 }
 
+/// `cbt features --layers`: the visual input and each layer's output of an unmasked video equal
+/// the reference's, concatenated in the order asked; no choice is the last layer alone; a layer
+/// past the model's is refused.
+#[test]
+fn the_features_of_each_hidden_state_equal_the_reference() {
+    use tessera::cbt::eval::{video_features, Layers};
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let (cfg, model, videos, _, st) = reference(&device);
+    let states = common::values(st["output.visual_states_unmasked"].clone());
+    let (h, l) = (cfg.hidden(), 5);
+    let b = videos.len();
+    // The reference's state k at video r, clip t.
+    let theirs = |k: usize, r: usize, t: usize| -> &[f32] {
+        let o = ((k * b + r) * l + t) * h;
+        &states[o..o + h]
+    };
+    let mut worst = 0f32;
+    for (choice, order) in [
+        (vec![], vec![2]),
+        (vec![0, 1, 2], vec![0, 1, 2]),
+        (vec![2, 0], vec![2, 0]),
+    ] {
+        let layers = Layers(choice);
+        assert_eq!(layers.width(&cfg), h * order.len());
+        for (r, v) in videos.iter().enumerate() {
+            let ours = video_features(&model, &v.features, cfg.max_clips, &layers, &device);
+            assert_eq!(ours.len(), v.features.len() * h * order.len());
+            for t in 0..v.features.len() {
+                for (j, &k) in order.iter().enumerate() {
+                    let o = (t * order.len() + j) * h;
+                    worst = worst.max(common::max_diff(&ours[o..o + h], theirs(k, r, t)));
+                }
+            }
+        }
+    }
+    assert!(worst < 1e-5, "hidden states differ by {worst}");
+    eprintln!("every visual hidden state: {worst:.2e}");
+    let err = format!("{:#}", Layers(vec![1, 3]).check(&cfg).unwrap_err());
+    assert!(
+        err.contains("--layers 3") && err.contains("2 visual layers"),
+        "{err}"
+    );
+    assert!(Layers(vec![0, 2]).check(&cfg).is_ok());
+}
+
 fn clip_features(video: &str, rows: Vec<Vec<f32>>) -> ClipFeatures {
     let dim = rows[0].len();
     ClipFeatures {
@@ -308,37 +353,59 @@ fn the_linear_probe_reads_labels_that_the_features_hold_and_refuses_broken_featu
         e
     };
     let (train, test) = (make(200), make(100));
-    let s = linear_probe(&train, &test, 300).unwrap();
+    let s = linear_probe(&train, &test, 300, &[1.0]).unwrap();
     assert_eq!(s.classes, 4);
     assert!((s.majority_top1 - 0.5).abs() < 1e-9, "{s:?}");
     assert!(s.top1 > s.majority_top1 + 0.3, "{s:?}");
+    // Several C: chosen on the training split. A C so small that the weights stay near 0 is
+    // passed over for the one that fits, whose score is that C's alone.
+    let chosen = linear_probe(&train, &test, 300, &[1e-7, 1.0]).unwrap();
+    assert_eq!(chosen.c, 1.0, "{chosen:?}");
+    assert_eq!(chosen.top1, s.top1);
+    let tiny = linear_probe(&train, &test, 300, &[1e-7]).unwrap();
+    assert!(tiny.top1 < s.top1 - 0.2, "{tiny:?} against {s:?}");
+    // The test split never chooses: its labels shuffled, the same C.
+    let mut shuffled = test.clone();
+    shuffled.labels.reverse();
+    assert_eq!(
+        linear_probe(&train, &shuffled, 300, &[1e-7, 1.0])
+            .unwrap()
+            .c,
+        1.0
+    );
+    for bad in [vec![], vec![0.0], vec![-1.0], vec![f64::NAN]] {
+        let err = format!("{:#}", linear_probe(&train, &test, 10, &bad).unwrap_err());
+        assert!(err.contains("C must be"), "{err}");
+    }
     // Two widths, a NaN, one class: clear errors.
     let mut narrow = test.clone();
     narrow.x[0].pop();
-    assert!(format!("{:#}", linear_probe(&train, &narrow, 10).unwrap_err()).contains("5 values"));
+    assert!(format!(
+        "{:#}",
+        linear_probe(&train, &narrow, 10, &[1.0]).unwrap_err()
+    )
+    .contains("5 values"));
     let mut nan = test.clone();
     nan.x[3][1] = f64::NAN;
-    assert!(format!("{:#}", linear_probe(&train, &nan, 10).unwrap_err()).contains("not finite"));
+    assert!(
+        format!("{:#}", linear_probe(&train, &nan, 10, &[1.0]).unwrap_err()).contains("not finite")
+    );
     let mut one = train.clone();
     one.labels.iter_mut().for_each(|l| *l = "same".into());
-    assert!(format!("{:#}", linear_probe(&one, &test, 10).unwrap_err()).contains("1 label"));
+    assert!(
+        format!("{:#}", linear_probe(&one, &test, 10, &[1.0]).unwrap_err()).contains("1 label")
+    );
 }
 
-/// Pretraining learns which clips a sentence names: synthetic videos whose clips carry the
-/// features of the object their narration names (one random vector per object, under noise),
-/// the text through all-MiniLM-L6-v2, frozen. The loss falls, the held-out cross-modal accuracy
-/// (each text against its micro-batch's videos) and text-to-clip retrieval beat chance by a
-/// wide margin, the masked clips are found among the batch's more often than by chance, and the
-/// run directory is a model directory that `cbt retrieve` reads.
-#[test]
-fn pretraining_learns_which_clips_a_sentence_names() {
+const OBJECTS: [&str; 10] = [
+    "apple", "chair", "shoe", "dog", "car", "book", "cup", "bag", "hat", "ball",
+];
+
+/// 60 videos of 3 steps, each 2 clips carrying the features of the object its narration names
+/// (one random vector per object, under noise).
+fn synthetic_videos(dim: usize) -> Vec<NarratedVideo> {
     use rand::{Rng, SeedableRng};
-    use tessera::core::run::RunDir;
-    use tessera::core::trainer::RunOptions;
-    let objects = [
-        "apple", "chair", "shoe", "dog", "car", "book", "cup", "bag", "hat", "ball",
-    ];
-    let dim = 16;
+    let objects = OBJECTS;
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     let mut normal = || -> f32 {
         let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-9), rng.random());
@@ -348,7 +415,7 @@ fn pretraining_learns_which_clips_a_sentence_names() {
         .map(|_| (0..dim).map(|_| normal()).collect())
         .collect();
     let mut pick = rand::rngs::StdRng::seed_from_u64(8);
-    let videos: Vec<NarratedVideo> = (0..60)
+    (0..60)
         .map(|v| {
             let steps: Vec<usize> = (0..3)
                 .map(|_| pick.random_range(0..objects.len()))
@@ -376,19 +443,20 @@ fn pretraining_learns_which_clips_a_sentence_names() {
                 narration,
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Pretrain a CBT around all-MiniLM-L6-v2 on `videos` with `cfg`; the epoch records and the run
+/// directory.
+fn pretrain_on(
+    videos: &[NarratedVideo],
+    dim: usize,
+    cfg: &PretrainConfig,
+) -> (Vec<tessera::core::trainer::EpochRecord>, tempfile::TempDir) {
+    use tessera::core::run::RunDir;
+    use tessera::core::trainer::RunOptions;
     let device = tessera::core::device::device_from_name("cpu").unwrap();
     let minilm = Path::new("data/minilm");
-    let cfg = PretrainConfig {
-        batch_size: 16,
-        micro_batch: 8,
-        lr: 5e-4,
-        warmup_steps: 5,
-        epochs: 12,
-        valid_videos: 12,
-        max_concat: 1,
-        ..PretrainConfig::default()
-    };
     device.seed(0);
     let (model_cfg, model) =
         tessera::cbt::model::from_text_bert(minilm, dim, &cfg.model, &device).unwrap();
@@ -399,8 +467,8 @@ fn pretraining_learns_which_clips_a_sentence_names() {
         model,
         &model_cfg,
         &tok,
-        &videos,
-        &cfg,
+        videos,
+        cfg,
         &run,
         &device,
         &RunOptions {
@@ -410,6 +478,31 @@ fn pretraining_learns_which_clips_a_sentence_names() {
         },
     )
     .unwrap();
+    (records, dir)
+}
+
+/// Pretraining learns which clips a sentence names: synthetic videos whose clips carry the
+/// features of the object their narration names (one random vector per object, under noise),
+/// the text through all-MiniLM-L6-v2, frozen. The loss falls, the held-out cross-modal accuracy
+/// (each text against its micro-batch's videos) and text-to-clip retrieval beat chance by a
+/// wide margin, the masked clips are found among the batch's more often than by chance, and the
+/// run directory is a model directory that `cbt retrieve` reads.
+#[test]
+fn pretraining_learns_which_clips_a_sentence_names() {
+    let dim = 16;
+    let videos = synthetic_videos(dim);
+    let device = tessera::core::device::device_from_name("cpu").unwrap();
+    let cfg = PretrainConfig {
+        batch_size: 16,
+        micro_batch: 8,
+        lr: 5e-4,
+        warmup_steps: 5,
+        epochs: 12,
+        valid_videos: 12,
+        max_concat: 1,
+        ..PretrainConfig::default()
+    };
+    let (records, dir) = pretrain_on(&videos, dim, &cfg);
     let (first, last) = (&records[0], records.last().unwrap());
     let metric = |k: &str| last.metrics.iter().find(|(n, _)| n == k).unwrap().1;
     eprintln!("loss {} -> {}; {:?}", first.loss, last.loss, last.metrics);
@@ -433,7 +526,7 @@ fn pretraining_learns_which_clips_a_sentence_names() {
         .unwrap();
         (c, m, t)
     };
-    assert_eq!(cfg2, model_cfg);
+    assert_eq!(cfg2.feature_size, dim);
     let held_out = &videos[48..];
     let sp = tessera::cbt::train::text_specials(&tok2).unwrap();
     let pairs = tessera::cbt::eval::retrieval_pairs(held_out, &tok2, sp, 32, 48).unwrap();
@@ -446,4 +539,48 @@ fn pretraining_learns_which_clips_a_sentence_names() {
         s.r1 > 2.5 * s.chance_r1 && s.r5 > s.chance_r5 + 0.25,
         "{s:?}"
     );
+}
+
+/// The text loss (off in the paper) trains the text BERT: on the synthetic videos' narration
+/// ("now we pick up the <object>"), with only that loss on, the loss falls and the held-out
+/// masked tokens are filled far better than by the most frequent masked token of the training
+/// narration (the baseline) or by chance over the 30,522 word pieces.
+#[test]
+fn the_text_loss_trains_the_text_bert_to_fill_masked_words() {
+    let dim = 16;
+    let videos = synthetic_videos(dim);
+    let cfg = PretrainConfig {
+        batch_size: 16,
+        micro_batch: 8,
+        lr: 5e-4,
+        warmup_steps: 5,
+        epochs: 6,
+        valid_videos: 12,
+        max_concat: 1,
+        visual_weight: 0.0,
+        cross_weight: 0.0,
+        text_weight: 1.0,
+        train_text: true,
+        text_mask_prob: 0.3,
+        ..PretrainConfig::default()
+    };
+    let (records, _dir) = pretrain_on(&videos, dim, &cfg);
+    let (first, last) = (&records[0], records.last().unwrap());
+    let metric = |k: &str| last.metrics.iter().find(|(n, _)| n == k).unwrap().1;
+    eprintln!("loss {} -> {}; {:?}", first.loss, last.loss, last.metrics);
+    assert!(
+        last.loss < 0.5 * first.loss,
+        "loss {} -> {}",
+        first.loss,
+        last.loss
+    );
+    // The baseline: every word of the narration's template once, and the object: the most
+    // frequent masked token is right at most 1 time in 6 ("now we pick up the X").
+    let baseline = 1.0 / 6.0;
+    let accuracy = metric("valid_text_accuracy");
+    assert!(accuracy > baseline + 0.3, "{:?}", last.metrics);
+    assert!(!last
+        .metrics
+        .iter()
+        .any(|(n, _)| n.starts_with("valid_cross")));
 }

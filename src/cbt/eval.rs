@@ -13,7 +13,7 @@
 //!   the last `max_clips`), computed from those clips alone.
 
 use super::data::{NarratedVideo, TextSpecials};
-use super::model::{Cbt, ClipBatch};
+use super::model::{Cbt, CbtConfig, ClipBatch};
 use super::train::token_batch;
 use crate::core::rng::rng_for;
 use crate::text::tokenize::TextTokenizer;
@@ -28,6 +28,41 @@ fn rows_of(model: &Cbt, batch: &ClipBatch, device: &Device) -> Tensor<3> {
     model.visual_hidden(batch, embedded, device)
 }
 
+/// Which hidden states of the visual transformer make a clip's feature, concatenated in the
+/// order given: 0 is its input (the embeddings after positions and LayerNorm), `k` the output of
+/// layer `k`. Empty: the last layer's output alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Layers(pub Vec<usize>);
+
+impl Layers {
+    /// Refuses indices past the model's layers.
+    pub fn check(&self, cfg: &CbtConfig) -> Result<()> {
+        if let Some(&bad) = self.0.iter().find(|&&i| i > cfg.visual_layers) {
+            bail!(
+                "--layers {bad}: the model has {} visual layers (0 is their input, {} the last \
+                 output)",
+                cfg.visual_layers,
+                cfg.visual_layers
+            );
+        }
+        Ok(())
+    }
+
+    /// Width of a feature.
+    pub fn width(&self, cfg: &CbtConfig) -> usize {
+        cfg.hidden() * self.0.len().max(1)
+    }
+
+    fn rows(&self, model: &Cbt, batch: &ClipBatch, device: &Device) -> Tensor<3> {
+        if self.0.is_empty() {
+            return rows_of(model, batch, device);
+        }
+        let embedded = model.embed_clips(batch, device);
+        let states = model.visual_hidden_states(batch, embedded, device);
+        Tensor::cat(self.0.iter().map(|&i| states[i].clone()).collect(), 2)
+    }
+}
+
 fn to_vec(t: Tensor<3>) -> Vec<f32> {
     t.into_data()
         .convert::<f32>()
@@ -35,26 +70,33 @@ fn to_vec(t: Tensor<3>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
-/// The visual transformer's output at every clip of `f`, read in windows of `window` clips:
+/// The visual transformer's hidden states `layers` at every clip of `f`, read in windows of `window` clips:
 /// `[T, H]` row-major.
-pub fn video_features(model: &Cbt, f: &ClipFeatures, window: usize, device: &Device) -> Vec<f32> {
+pub fn video_features(
+    model: &Cbt,
+    f: &ClipFeatures,
+    window: usize,
+    layers: &Layers,
+    device: &Device,
+) -> Vec<f32> {
     let d = f.dim;
     let mut out = Vec::new();
     for start in (0..f.len()).step_by(window.max(1)) {
         let end = (start + window).min(f.len());
         let rows = &f.features[start * d..end * d];
         let batch = ClipBatch::new(d, &[(rows, &[])]);
-        out.extend(to_vec(rows_of(model, &batch, device)));
+        out.extend(to_vec(layers.rows(model, &batch, device)));
     }
     out
 }
 
-/// The mean visual output over clips `[start, end)` of each case's video, read alone (nothing
+/// The mean of hidden states `layers` over clips `[start, end)` of each case's video, read alone (nothing
 /// after `end` is seen), in batches of `batch`.
 pub fn span_means(
     model: &Cbt,
     cases: &[(&ClipFeatures, usize, usize)],
     batch: usize,
+    layers: &Layers,
     device: &Device,
 ) -> Vec<Vec<f64>> {
     let mut out = Vec::with_capacity(cases.len());
@@ -65,7 +107,7 @@ pub fn span_means(
             .map(|(f, s, e)| (&f.features[s * d..e * d], &[][..]))
             .collect();
         let b = ClipBatch::new(d, &seqs);
-        let hidden = to_vec(rows_of(model, &b, device));
+        let hidden = to_vec(layers.rows(model, &b, device));
         let h = hidden.len() / (b.batch * b.len).max(1);
         for (r, (_, s, e)) in chunk.iter().enumerate() {
             let n = e - s;

@@ -229,6 +229,23 @@ impl Cbt {
         embedded: Tensor<3>,
         device: &Device,
     ) -> Tensor<3> {
+        let x = self.visual_input(batch, embedded, device);
+        self.visual.forward(x, Some(batch.padding(device)))
+    }
+
+    /// The visual transformer's input (index 0: embeddings after positions and LayerNorm) and
+    /// each layer's output (1..=`visual_layers`), each [B, L, H].
+    pub fn visual_hidden_states(
+        &self,
+        batch: &ClipBatch,
+        embedded: Tensor<3>,
+        device: &Device,
+    ) -> Vec<Tensor<3>> {
+        let x = self.visual_input(batch, embedded, device);
+        self.visual.forward_all(x, Some(batch.padding(device)))
+    }
+
+    fn visual_input(&self, batch: &ClipBatch, embedded: Tensor<3>, device: &Device) -> Tensor<3> {
         let (b, l) = (batch.batch, batch.len);
         let e = &self.visual_embeddings;
         let [_, _, h] = embedded.dims();
@@ -253,8 +270,7 @@ impl Cbt {
             .val()
             .narrow(0, 0, l)
             .unsqueeze::<3>();
-        let x = e.dropout.forward(e.layer_norm.forward(x + pos));
-        self.visual.forward(x, Some(batch.padding(device)))
+        e.dropout.forward(e.layer_norm.forward(x + pos))
     }
 
     /// The text BERT's last hidden states [B, L, H].

@@ -343,14 +343,18 @@ impl Task for PretrainTask<'_> {
             return Ok(vec![]);
         }
         let examples = self.examples(self.valid, STREAM_VALID, 0)?;
-        // [loss sum, right, count] for visual and cross-modal.
-        let mut acc = [[0f64; 3]; 2];
+        // [loss sum, right, count] for visual, cross-modal and (when on) masked text tokens.
+        let mut acc = [[0f64; 3]; 3];
         for chunk in examples.chunks(self.cfg.micro_batch) {
             if chunk.len() < 2 {
                 continue;
             }
             let s = score(model, self.valid, chunk, self.cfg, self.sp.pad, self.device);
-            for (k, x) in [s.visual, s.cross].into_iter().enumerate() {
+            // Each is a cross-entropy against a positive column: the vocabulary's for text.
+            let text = s
+                .text
+                .map(|(logits, t)| (logits, t.into_iter().map(|x| x as usize).collect()));
+            for (k, x) in [s.visual, s.cross, text].into_iter().enumerate() {
                 let Some((scores, pos)) = x else { continue };
                 let n = pos.len();
                 let loss = contrastive_nce(scores.clone(), &pos)?
@@ -374,7 +378,7 @@ impl Task for PretrainTask<'_> {
             }
         }
         let mut out = Vec::new();
-        for (k, name) in ["visual", "cross"].iter().enumerate() {
+        for (k, name) in ["visual", "cross", "text"].iter().enumerate() {
             if acc[k][2] > 0.0 {
                 out.push((format!("valid_{name}_loss"), acc[k][0] / acc[k][2]));
                 out.push((format!("valid_{name}_accuracy"), acc[k][1] / acc[k][2]));

@@ -7,6 +7,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use std::path::{Path, PathBuf};
 use tessera::cbt::config::PretrainConfig;
 use tessera::cbt::data::{narrated_videos, NarratedVideo};
+use tessera::cbt::eval::Layers;
 use tessera::cbt::model::{load, Cbt, CbtConfig};
 use tessera::cbt::train::{pretrain, text_specials};
 use tessera::core::device::{device_from_name, set_threads};
@@ -79,6 +80,11 @@ pub struct FeaturesArgs {
     /// Output directory.
     #[arg(long)]
     pub output: PathBuf,
+    /// Hidden states of the visual transformer that make a clip's feature, concatenated in
+    /// this order: 0 is its input (embeddings), k the output of layer k [default: the last
+    /// layer's output]. `0,1,2` is the feature-based reading of BERT §5.3 over every state.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub layers: Vec<usize>,
     #[command(flatten)]
     pub common: Common,
 }
@@ -124,9 +130,23 @@ pub struct ProbeArgs {
     /// Segments per forward pass (with --model).
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,
+    /// Hidden states of the visual transformer that make a clip's feature, concatenated in
+    /// this order (with --model): 0 is its input (embeddings), k the output of layer k [default: the last
+    /// layer's output]. `0,1,2` is the feature-based reading of BERT §5.3 over every state.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub layers: Vec<usize>,
     /// Gradient steps of the logistic regression.
     #[arg(long, default_value_t = 300, value_parser = super::at_least_one())]
     pub iterations: usize,
+    /// Inverse L2 penalty C of the logistic regression; several (comma-separated) are chosen
+    /// among on a fifth of the training examples, never the test's.
+    #[arg(
+        long = "c",
+        value_delimiter = ',',
+        default_value = "1",
+        allow_negative_numbers = true
+    )]
+    pub c: Vec<f64>,
     #[arg(long)]
     pub npy_rate: Option<f64>,
     #[command(flatten)]
@@ -177,6 +197,20 @@ pub struct AnticipateArgs {
     pub iterations: usize,
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,
+    /// Inverse L2 penalty C of the logistic regression; several (comma-separated) are chosen
+    /// among on a fifth of the training examples, never the test's.
+    #[arg(
+        long = "c",
+        value_delimiter = ',',
+        default_value = "1",
+        allow_negative_numbers = true
+    )]
+    pub c: Vec<f64>,
+    /// Hidden states of the visual transformer that make a clip's feature, concatenated in
+    /// this order: 0 is its input (embeddings), k the output of layer k [default: the last
+    /// layer's output]. `0,1,2` is the feature-based reading of BERT §5.3 over every state.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub layers: Vec<usize>,
     #[arg(long)]
     pub npy_rate: Option<f64>,
     #[command(flatten)]
@@ -341,6 +375,8 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let (cfg, model, _) = load_model(&a.model, &device)?;
+    let layers = Layers(a.layers.clone());
+    layers.check(&cfg)?;
     let feats = read_features(&a.features, a.npy_rate)?;
     check_width(&feats, &cfg, &a.features)?;
     std::fs::create_dir_all(&a.output)
@@ -350,14 +386,20 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
     for f in &feats {
         let out = ClipFeatures {
             video: f.video.clone(),
-            dim: cfg.hidden(),
-            features: tessera::cbt::eval::video_features(&model, f, cfg.max_clips, &device),
+            dim: layers.width(&cfg),
+            features: tessera::cbt::eval::video_features(
+                &model,
+                f,
+                cfg.max_clips,
+                &layers,
+                &device,
+            ),
             times: f.times.clone(),
             duration: f.duration,
         };
         if out.features.iter().any(|v| !v.is_finite()) {
             bail!(
-                "{}: the features of video {} are not finite: the model's weights are broken                  (nothing more written)",
+                "{}: the features of video {} are not finite: the model's weights are broken (nothing more written)",
                 a.model.display(),
                 f.video
             );
@@ -369,14 +411,16 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
             &[
                 ("backbone", format!("cbt:{}", a.model.display())),
                 ("window", cfg.max_clips.to_string()),
+                ("layers", layers_name(&layers, &cfg)),
             ],
         )?;
         bar.inc(1);
     }
     bar.finish_and_clear();
     eprintln!(
-        "wrote CBT features ({} values) of {clips} clips of {} videos to {}",
-        cfg.hidden(),
+        "wrote CBT features ({} values: {}) of {clips} clips of {} videos to {}",
+        layers.width(&cfg),
+        layers_name(&layers, &cfg),
         feats.len(),
         a.output.display()
     );
@@ -401,13 +445,13 @@ fn print_probe_rows(rows: &[(String, ProbeScore)], json: bool) -> Result<()> {
     let r = (|| -> std::io::Result<()> {
         writeln!(
             out,
-            "{:<24} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>9} {:>7}",
-            "task", "classes", "train", "test", "top1", "top5", "major@1", "major@5", "chance"
+            "{:<24} {:>7} {:>6} {:>6} {:>7} {:>7} {:>9} {:>9} {:>7} {:>7}",
+            "task", "classes", "train", "test", "top1", "top5", "major@1", "major@5", "chance", "C"
         )?;
         for (name, s) in rows {
             writeln!(
                 out,
-                "{:<24} {:>7} {:>6} {:>6} {:>7.3} {:>7.3} {:>9.3} {:>9.3} {:>7.3}",
+                "{:<24} {:>7} {:>6} {:>6} {:>7.3} {:>7.3} {:>9.3} {:>9.3} {:>7.3} {:>7}",
                 name,
                 s.classes,
                 s.train,
@@ -416,7 +460,8 @@ fn print_probe_rows(rows: &[(String, ProbeScore)], json: bool) -> Result<()> {
                 s.top5,
                 s.majority_top1,
                 s.majority_top5,
-                1.0 / s.classes as f64
+                1.0 / s.classes as f64,
+                s.c
             )?;
         }
         Ok(())
@@ -424,6 +469,16 @@ fn print_probe_rows(rows: &[(String, ProbeScore)], json: bool) -> Result<()> {
     match r {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         other => Ok(other?),
+    }
+}
+
+/// `layers` as written in a features directory: "last" or the indices joined by commas.
+fn layers_name(layers: &Layers, cfg: &CbtConfig) -> String {
+    if layers.0.is_empty() {
+        format!("{} (last)", cfg.visual_layers)
+    } else {
+        let v: Vec<String> = layers.0.iter().map(|i| i.to_string()).collect();
+        v.join(",")
     }
 }
 
@@ -439,7 +494,7 @@ fn probe_examples(
     segs: &[tessera::video::segments::LabelledSegment],
     target: Target,
     names: (&Path, &Path),
-    model: Option<(&Cbt, usize, usize, &burn::tensor::Device)>,
+    model: Option<(&Cbt, usize, usize, &Layers, &burn::tensor::Device)>,
 ) -> Result<Examples> {
     let (cases, skipped) = tessera::video::probe::segment_cases(feats, segs, target);
     if cases.is_empty() {
@@ -458,13 +513,13 @@ fn probe_examples(
         );
     }
     let x = match model {
-        Some((m, max_clips, batch, device)) => {
+        Some((m, max_clips, batch, layers, device)) => {
             // A segment longer than the positions is read as its last max_clips clips.
             let spans: Vec<(&ClipFeatures, usize, usize)> = cases
                 .iter()
                 .map(|c| (c.0, c.1.max(c.2.saturating_sub(max_clips)), c.2))
                 .collect();
-            tessera::cbt::eval::span_means(m, &spans, batch, device)
+            tessera::cbt::eval::span_means(m, &spans, batch, layers, device)
         }
         None => cases
             .iter()
@@ -486,9 +541,17 @@ fn cmd_probe(a: ProbeArgs) -> Result<()> {
     };
     let train_f = read_features(&a.train_features, a.npy_rate)?;
     let test_f = read_features(&a.test_features, a.npy_rate)?;
-    if let Some((cfg, ..)) = &model {
-        check_width(&train_f, cfg, &a.train_features)?;
-        check_width(&test_f, cfg, &a.test_features)?;
+    let layers = Layers(a.layers.clone());
+    match &model {
+        Some((cfg, ..)) => {
+            layers.check(cfg)?;
+            check_width(&train_f, cfg, &a.train_features)?;
+            check_width(&test_f, cfg, &a.test_features)?;
+        }
+        None if !a.layers.is_empty() => {
+            bail!("--layers chooses CBT's hidden states: it needs --model")
+        }
+        None => {}
     }
     if let (Some(x), Some(y)) = (train_f.first(), test_f.first()) {
         if x.dim != y.dim {
@@ -508,7 +571,7 @@ fn cmd_probe(a: ProbeArgs) -> Result<()> {
     for t in a.target.targets() {
         let m = model
             .as_ref()
-            .map(|(cfg, net, _)| (net, cfg.max_clips, a.batch_size, &device));
+            .map(|(cfg, net, _)| (net, cfg.max_clips, a.batch_size, &layers, &device));
         let tr = probe_examples(
             &train_f,
             &train_s,
@@ -518,7 +581,7 @@ fn cmd_probe(a: ProbeArgs) -> Result<()> {
         )?;
         let te = probe_examples(&test_f, &test_s, t, (&a.test_features, &a.test_segments), m)?;
         let name = format!("{t:?}").to_lowercase();
-        rows.push((name, linear_probe(&tr, &te, a.iterations)?));
+        rows.push((name, linear_probe(&tr, &te, a.iterations, &a.c)?));
     }
     print_probe_rows(&rows, a.common.json)
 }
@@ -571,6 +634,8 @@ fn cmd_anticipate(a: AnticipateArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let (cfg, model, _) = load_model(&a.model, &device)?;
+    let layers = Layers(a.layers.clone());
+    layers.check(&cfg)?;
     let train_f = read_features(&a.train_features, a.npy_rate)?;
     let test_f = read_features(&a.test_features, a.npy_rate)?;
     check_width(&train_f, &cfg, &a.train_features)?;
@@ -595,7 +660,8 @@ fn cmd_anticipate(a: AnticipateArgs) -> Result<()> {
                 .iter()
                 .map(|(f, n, _)| (*f, n.saturating_sub(cfg.max_clips), *n))
                 .collect();
-            let cbt_x = tessera::cbt::eval::span_means(&model, &spans, a.batch_size, &device);
+            let cbt_x =
+                tessera::cbt::eval::span_means(&model, &spans, a.batch_size, &layers, &device);
             let raw_x: Vec<Vec<f64>> = cases
                 .iter()
                 .map(|(f, n, _)| mean_row(f, &(0..*n).collect::<Vec<_>>()))
@@ -612,11 +678,11 @@ fn cmd_anticipate(a: AnticipateArgs) -> Result<()> {
         let name = format!("next {t:?}").to_lowercase();
         rows.push((
             format!("{name}, cbt"),
-            linear_probe(&sets[0][0], &sets[1][0], a.iterations)?,
+            linear_probe(&sets[0][0], &sets[1][0], a.iterations, &a.c)?,
         ));
         rows.push((
             format!("{name}, raw clips"),
-            linear_probe(&sets[0][1], &sets[1][1], a.iterations)?,
+            linear_probe(&sets[0][1], &sets[1][1], a.iterations, &a.c)?,
         ));
     }
     print_probe_rows(&rows, a.common.json)

@@ -169,6 +169,22 @@ impl Encoder {
         x
     }
 
+    /// The input and every layer's output, in order (`layers + 1` tensors [B, L, D]): the
+    /// hidden states a feature-based transfer reads (BERT §5.3 concatenates some of them).
+    pub fn forward_all(
+        &self,
+        mut x: Tensor<3>,
+        key_padding: Option<Tensor<2, Bool>>,
+    ) -> Vec<Tensor<3>> {
+        let mut out = Vec::with_capacity(self.layer.len() + 1);
+        for layer in &self.layer {
+            out.push(x.clone());
+            x = layer.forward(x, key_padding.clone());
+        }
+        out.push(x);
+        out
+    }
+
     /// [`Encoder::forward`] and the last layer's attention probabilities [B, H, L, L].
     pub fn forward_with_last_attention(
         &self,
