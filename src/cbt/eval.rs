@@ -70,8 +70,8 @@ fn to_vec(t: Tensor<3>) -> Vec<f32> {
         .unwrap_or_default()
 }
 
-/// The visual transformer's hidden states `layers` at every clip of `f`, read in windows of `window` clips:
-/// `[T, H]` row-major.
+/// The visual transformer's hidden states `layers` at every clip of `f`, read in windows of
+/// `window` clips: `[T, width]` row-major.
 pub fn video_features(
     model: &Cbt,
     f: &ClipFeatures,
@@ -90,8 +90,8 @@ pub fn video_features(
     out
 }
 
-/// The mean of hidden states `layers` over clips `[start, end)` of each case's video, read alone (nothing
-/// after `end` is seen), in batches of `batch`.
+/// The mean of hidden states `layers` over clips `[start, end)` of each case's video, read alone
+/// (nothing after `end` is seen), in batches of `batch`.
 pub fn span_means(
     model: &Cbt,
     cases: &[(&ClipFeatures, usize, usize)],

@@ -80,13 +80,37 @@ pub struct FeaturesArgs {
     /// Output directory.
     #[arg(long)]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub layers: LayerArgs,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Which of CBT's hidden states a clip's feature is.
+#[derive(Args, Debug)]
+pub struct LayerArgs {
     /// Hidden states of the visual transformer that make a clip's feature, concatenated in
     /// this order: 0 is its input (embeddings), k the output of layer k [default: the last
     /// layer's output]. `0,1,2` is the feature-based reading of BERT §5.3 over every state.
     #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
     pub layers: Vec<usize>,
-    #[command(flatten)]
-    pub common: Common,
+}
+
+/// How the probe's logistic regression is fitted.
+#[derive(Args, Debug)]
+pub struct FitArgs {
+    /// Gradient steps of the logistic regression.
+    #[arg(long, default_value_t = 300, value_parser = super::at_least_one())]
+    pub iterations: usize,
+    /// Inverse L2 penalty C of the logistic regression; several (comma-separated) are chosen
+    /// among on a fifth of the training examples, never the test's.
+    #[arg(
+        long = "c",
+        value_delimiter = ',',
+        default_value = "1",
+        allow_negative_numbers = true
+    )]
+    pub c: Vec<f64>,
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,23 +154,11 @@ pub struct ProbeArgs {
     /// Segments per forward pass (with --model).
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,
-    /// Hidden states of the visual transformer that make a clip's feature, concatenated in
-    /// this order (with --model): 0 is its input (embeddings), k the output of layer k [default: the last
-    /// layer's output]. `0,1,2` is the feature-based reading of BERT §5.3 over every state.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
-    pub layers: Vec<usize>,
-    /// Gradient steps of the logistic regression.
-    #[arg(long, default_value_t = 300, value_parser = super::at_least_one())]
-    pub iterations: usize,
-    /// Inverse L2 penalty C of the logistic regression; several (comma-separated) are chosen
-    /// among on a fifth of the training examples, never the test's.
-    #[arg(
-        long = "c",
-        value_delimiter = ',',
-        default_value = "1",
-        allow_negative_numbers = true
-    )]
-    pub c: Vec<f64>,
+    // --layers applies with --model.
+    #[command(flatten)]
+    pub layers: LayerArgs,
+    #[command(flatten)]
+    pub fit: FitArgs,
     #[arg(long)]
     pub npy_rate: Option<f64>,
     #[command(flatten)]
@@ -193,24 +205,12 @@ pub struct AnticipateArgs {
     /// The label of the next step to anticipate.
     #[arg(long, value_enum, default_value = "verb")]
     pub target: TargetArg,
-    #[arg(long, default_value_t = 300, value_parser = super::at_least_one())]
-    pub iterations: usize,
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one())]
     pub batch_size: usize,
-    /// Inverse L2 penalty C of the logistic regression; several (comma-separated) are chosen
-    /// among on a fifth of the training examples, never the test's.
-    #[arg(
-        long = "c",
-        value_delimiter = ',',
-        default_value = "1",
-        allow_negative_numbers = true
-    )]
-    pub c: Vec<f64>,
-    /// Hidden states of the visual transformer that make a clip's feature, concatenated in
-    /// this order: 0 is its input (embeddings), k the output of layer k [default: the last
-    /// layer's output]. `0,1,2` is the feature-based reading of BERT §5.3 over every state.
-    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
-    pub layers: Vec<usize>,
+    #[command(flatten)]
+    pub fit: FitArgs,
+    #[command(flatten)]
+    pub layers: LayerArgs,
     #[arg(long)]
     pub npy_rate: Option<f64>,
     #[command(flatten)]
@@ -375,7 +375,7 @@ fn cmd_features(a: FeaturesArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let (cfg, model, _) = load_model(&a.model, &device)?;
-    let layers = Layers(a.layers.clone());
+    let layers = Layers(a.layers.layers.clone());
     layers.check(&cfg)?;
     let feats = read_features(&a.features, a.npy_rate)?;
     check_width(&feats, &cfg, &a.features)?;
@@ -472,7 +472,8 @@ fn print_probe_rows(rows: &[(String, ProbeScore)], json: bool) -> Result<()> {
     }
 }
 
-/// `layers` as written in a features directory: "last" or the indices joined by commas.
+/// `layers` as written in a features directory: the last layer's index marked "(last)", or the
+/// indices joined by commas.
 fn layers_name(layers: &Layers, cfg: &CbtConfig) -> String {
     if layers.0.is_empty() {
         format!("{} (last)", cfg.visual_layers)
@@ -541,14 +542,14 @@ fn cmd_probe(a: ProbeArgs) -> Result<()> {
     };
     let train_f = read_features(&a.train_features, a.npy_rate)?;
     let test_f = read_features(&a.test_features, a.npy_rate)?;
-    let layers = Layers(a.layers.clone());
+    let layers = Layers(a.layers.layers.clone());
     match &model {
         Some((cfg, ..)) => {
             layers.check(cfg)?;
             check_width(&train_f, cfg, &a.train_features)?;
             check_width(&test_f, cfg, &a.test_features)?;
         }
-        None if !a.layers.is_empty() => {
+        None if !a.layers.layers.is_empty() => {
             bail!("--layers chooses CBT's hidden states: it needs --model")
         }
         None => {}
@@ -581,7 +582,7 @@ fn cmd_probe(a: ProbeArgs) -> Result<()> {
         )?;
         let te = probe_examples(&test_f, &test_s, t, (&a.test_features, &a.test_segments), m)?;
         let name = format!("{t:?}").to_lowercase();
-        rows.push((name, linear_probe(&tr, &te, a.iterations, &a.c)?));
+        rows.push((name, linear_probe(&tr, &te, a.fit.iterations, &a.fit.c)?));
     }
     print_probe_rows(&rows, a.common.json)
 }
@@ -634,7 +635,7 @@ fn cmd_anticipate(a: AnticipateArgs) -> Result<()> {
     set_threads(a.common.threads);
     let device = device_from_name(&a.common.device)?;
     let (cfg, model, _) = load_model(&a.model, &device)?;
-    let layers = Layers(a.layers.clone());
+    let layers = Layers(a.layers.layers.clone());
     layers.check(&cfg)?;
     let train_f = read_features(&a.train_features, a.npy_rate)?;
     let test_f = read_features(&a.test_features, a.npy_rate)?;
@@ -678,11 +679,11 @@ fn cmd_anticipate(a: AnticipateArgs) -> Result<()> {
         let name = format!("next {t:?}").to_lowercase();
         rows.push((
             format!("{name}, cbt"),
-            linear_probe(&sets[0][0], &sets[1][0], a.iterations, &a.c)?,
+            linear_probe(&sets[0][0], &sets[1][0], a.fit.iterations, &a.fit.c)?,
         ));
         rows.push((
             format!("{name}, raw clips"),
-            linear_probe(&sets[0][1], &sets[1][1], a.iterations, &a.c)?,
+            linear_probe(&sets[0][1], &sets[1][1], a.fit.iterations, &a.fit.c)?,
         ));
     }
     print_probe_rows(&rows, a.common.json)
