@@ -446,6 +446,21 @@ fn synthetic_videos(dim: usize) -> Vec<NarratedVideo> {
         .collect()
 }
 
+/// Training settings for the synthetic videos: batches of 16 in micro-batches of 8 (each
+/// example's negatives), 12 epochs, the last 12 videos held out, one sentence a text.
+fn synthetic_config() -> PretrainConfig {
+    PretrainConfig {
+        batch_size: 16,
+        micro_batch: 8,
+        lr: 5e-4,
+        warmup_steps: 5,
+        epochs: 12,
+        valid_videos: 12,
+        max_concat: 1,
+        ..PretrainConfig::default()
+    }
+}
+
 /// Pretrain a CBT around all-MiniLM-L6-v2 on `videos` with `cfg`; the epoch records and the run
 /// directory.
 fn pretrain_on(
@@ -492,16 +507,7 @@ fn pretraining_learns_which_clips_a_sentence_names() {
     let dim = 16;
     let videos = synthetic_videos(dim);
     let device = tessera::core::device::device_from_name("cpu").unwrap();
-    let cfg = PretrainConfig {
-        batch_size: 16,
-        micro_batch: 8,
-        lr: 5e-4,
-        warmup_steps: 5,
-        epochs: 12,
-        valid_videos: 12,
-        max_concat: 1,
-        ..PretrainConfig::default()
-    };
+    let cfg = synthetic_config();
     let (records, dir) = pretrain_on(&videos, dim, &cfg);
     let (first, last) = (&records[0], records.last().unwrap());
     let metric = |k: &str| last.metrics.iter().find(|(n, _)| n == k).unwrap().1;
@@ -550,19 +556,13 @@ fn the_text_loss_trains_the_text_bert_to_fill_masked_words() {
     let dim = 16;
     let videos = synthetic_videos(dim);
     let cfg = PretrainConfig {
-        batch_size: 16,
-        micro_batch: 8,
-        lr: 5e-4,
-        warmup_steps: 5,
         epochs: 6,
-        valid_videos: 12,
-        max_concat: 1,
         visual_weight: 0.0,
         cross_weight: 0.0,
         text_weight: 1.0,
         train_text: true,
         text_mask_prob: 0.3,
-        ..PretrainConfig::default()
+        ..synthetic_config()
     };
     let (records, _dir) = pretrain_on(&videos, dim, &cfg);
     let (first, last) = (&records[0], records.last().unwrap());
